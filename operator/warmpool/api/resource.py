@@ -1,0 +1,61 @@
+"""The InferencePool resource as a whole, and its identity on the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from warmpool.api.spec import InferencePoolSpec
+from warmpool.api.status import InferencePoolStatus
+
+GROUP = "warmpool.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "InferencePool"
+PLURAL = "inferencepools"
+SINGULAR = "inferencepool"
+SHORT_NAMES = ["ipool"]
+CATEGORIES = ["warmpool"]
+
+#: Pod readiness gate opened by the warm-up sidecar.
+WARM_CONDITION = f"{GROUP}/warm"
+#: Label that ties every child object to its pool.
+POOL_LABEL = f"{GROUP}/pool"
+#: Annotation the activator sets to wake a pool at zero.
+WAKE_ANNOTATION = f"{GROUP}/wake-requested-at"
+
+
+class ObjectMeta(BaseModel):
+    """The parts of metadata warmpool reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class InferencePool(BaseModel):
+    """An InferencePool as read from the API (or a manifest)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    kind: str = KIND
+    metadata: ObjectMeta
+    spec: InferencePoolSpec
+    status: InferencePoolStatus = Field(default_factory=InferencePoolStatus)
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> InferencePool:
+        """Parse a manifest; kopf's `status.kopf` and unknown status keys are tolerated."""
+        return cls.model_validate(manifest)
+
+    @property
+    def model_name(self) -> str:
+        """Name of the model in Triton's repository."""
+        return self.spec.model.name or self.metadata.name

@@ -1,0 +1,122 @@
+"""The observed state of an InferencePool: `status`, written only by the operator."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from warmpool.api.base import APIModel
+
+
+class Phase(StrEnum):
+    """Where the pool stands, at a glance (printer column)."""
+
+    PENDING = "Pending"
+    PREFETCHING = "Prefetching"
+    WARMING_UP = "WarmingUp"
+    READY = "Ready"
+    SCALED_TO_ZERO = "ScaledToZero"
+    DEGRADED = "Degraded"
+
+
+class ConditionType(StrEnum):
+    """Condition types of an InferencePool."""
+
+    READY = "Ready"
+    WEIGHTS_CACHED = "WeightsCached"
+    WARM = "Warm"
+    SCALED_TO_ZERO = "ScaledToZero"
+    METRICS_AVAILABLE = "MetricsAvailable"
+    DEGRADED = "Degraded"
+
+
+class Condition(APIModel):
+    """A condition in the Kubernetes convention (metav1.Condition)."""
+
+    type: str = Field(max_length=316)
+    """Condition type: Ready, WeightsCached, Warm, ScaledToZero, MetricsAvailable, Degraded."""
+    status: Literal["True", "False", "Unknown"]
+    """Status of the condition."""
+    reason: str = Field(max_length=1024)
+    """CamelCase reason for the last transition."""
+    message: str = Field(default="", max_length=32768)
+    """Human-readable detail."""
+    last_transition_time: datetime
+    """When the status last changed."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The .metadata.generation the condition was computed from."""
+
+
+class ColdStart(APIModel):
+    """Where the time of one cold start went, phase by phase."""
+
+    pod: str = Field(max_length=253)
+    """Pod that started cold."""
+    started_at: datetime
+    """Pod creation time."""
+    total_seconds: float
+    """Creation to warm (gate open)."""
+    scheduling_seconds: float
+    """Creation to scheduled on a node."""
+    prefetch_seconds: float
+    """Scheduled to init containers done (weights fetched and verified)."""
+    server_start_seconds: float
+    """Init done to Triton ready (load into memory)."""
+    warmup_seconds: float
+    """Triton ready to latency steady (readiness gate opened)."""
+
+
+class ScalingStatus(APIModel):
+    """The scaler's last decision: who owns replicas, and why they are what they are."""
+
+    owner: Literal["warmpool", "external"] = "warmpool"
+    """warmpool: the built-in scaler sets replicas; external: spec.replicas is set (kubectl
+    scale, HPA, KEDA) and the built-in scaler stands aside."""
+    reason: str = Field(default="", max_length=1024)
+    """Why desiredReplicas is what it is."""
+    effective_warm_floor: int = Field(default=0, ge=0)
+    """Warm floor in force now (schedules and prediction included)."""
+    observed_demand: float | None = None
+    """Last demand read from Prometheus, in the target's unit."""
+    last_scale_time: datetime | None = None
+    """When desiredReplicas last changed."""
+    last_request_time: datetime | None = None
+    """Last time traffic was seen (survives operator restarts: idle timers resume from it)."""
+
+
+class InferencePoolStatus(APIModel):
+    """Observed state of an InferencePool."""
+
+    phase: Phase = Phase.PENDING
+    """Pending | Prefetching | WarmingUp | Ready | ScaledToZero | Degraded."""
+    replicas: int = Field(default=0, ge=0)
+    """Pods of the pool (scale subresource statusReplicasPath)."""
+    ready_replicas: int = Field(default=0, ge=0)
+    """Pods whose containers are ready."""
+    warm_replicas: int = Field(default=0, ge=0)
+    """Pods whose warm-up gate is open: the ones that receive traffic."""
+    desired_replicas: int = Field(default=0, ge=0)
+    """Replicas the pool is driving to."""
+    cached_nodes: int = Field(default=0, ge=0)
+    """Nodes holding a verified copy of the weights (pre-pull)."""
+    selector: str = Field(default="", max_length=1024)
+    """Label selector of the pool's pods (scale subresource labelSelectorPath)."""
+    observed_generation: int = Field(default=0, ge=0)
+    """The .metadata.generation this status reflects."""
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    """Ready, WeightsCached, Warm, ScaledToZero, MetricsAvailable, Degraded."""
+    last_cold_start: ColdStart | None = None
+    """The most recent cold start and its phase breakdown."""
+    scaling: ScalingStatus = Field(default_factory=ScalingStatus)
+    """The scaler's decision."""
+    scaler_state: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Opaque state of the scaling policy (idle-gap histogram) so it survives restarts."""
+    kopf: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """Reserved for the operator framework's handler progress."""

@@ -1,0 +1,1 @@
+"""Shared test support: fixtures and helpers that start real components."""
