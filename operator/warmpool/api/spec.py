@@ -107,7 +107,9 @@ class ServerPorts(APIModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            "self.http != self.grpc && self.http != self.metrics && self.grpc != self.metrics",
+            "!(has(self.http) && has(self.grpc) && has(self.metrics))"
+            " || (self.http != self.grpc && self.http != self.metrics"
+            " && self.grpc != self.metrics)",
             "http, grpc and metrics ports must differ",
         )
     )
@@ -164,11 +166,15 @@ class CacheSpec(APIModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            "self.kind != 'pvc' || has(self.claimName)",
+            "!has(self.kind) || self.kind != 'pvc' || has(self.claimName)",
             "claimName is required when kind is pvc",
             ".claimName",
         )
-        | cel("!self.prepull || self.kind == 'node'", "prepull needs kind: node", ".prepull")
+        | cel(
+            "!has(self.prepull) || !self.prepull || !has(self.kind) || self.kind == 'node'",
+            "prepull needs kind: node",
+            ".prepull",
+        )
     )
 
     kind: Literal["node", "pvc", "ephemeral"] = "node"
@@ -229,11 +235,16 @@ class WarmupSpec(APIModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            "self.minRequests <= self.maxRequests",
+            "!has(self.minRequests) || !has(self.maxRequests)"
+            " || self.minRequests <= self.maxRequests",
             "minRequests must be <= maxRequests",
             ".minRequests",
         )
-        | cel("self.window <= self.maxRequests", "window must be <= maxRequests", ".window")
+        | cel(
+            "!has(self.window) || !has(self.maxRequests) || self.window <= self.maxRequests",
+            "window must be <= maxRequests",
+            ".window",
+        )
     )
 
     enabled: bool = True
@@ -324,17 +335,18 @@ class ScalingSpec(APIModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel(
-            "self.warmFloor <= self.maxReplicas",
+            "!has(self.warmFloor) || !has(self.maxReplicas) || self.warmFloor <= self.maxReplicas",
             "warmFloor must be <= maxReplicas",
             ".warmFloor",
         )
         | cel(
-            "!has(self.schedules) || self.schedules.all(s, s.warmFloor <= self.maxReplicas)",
+            "!has(self.schedules) || !has(self.maxReplicas)"
+            " || self.schedules.all(s, s.warmFloor <= self.maxReplicas)",
             "every schedule's warmFloor must be <= maxReplicas",
             ".schedules",
         )
         | cel(
-            "!has(self.scaleToZeroAfterSeconds) || self.warmFloor == 0",
+            "!has(self.scaleToZeroAfterSeconds) || (has(self.warmFloor) && self.warmFloor == 0)",
             "scaleToZeroAfterSeconds requires warmFloor: 0 (the floor outside schedules)",
             ".scaleToZeroAfterSeconds",
         )
