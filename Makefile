@@ -29,8 +29,7 @@ format: ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format operator tests benchmarks hack
 
 crd: ## regenerate the CRD in crds/ and in the chart from the models
-	$(BIN)/warmpool crd -o crds/warmpool.dev_inferencepools.yaml
-	cp crds/warmpool.dev_inferencepools.yaml charts/warmpool/files/crds/warmpool.dev_inferencepools.yaml
+	hack/sync-crds.sh
 
 demo: ## start a local control plane, run the operator, apply an example pool and watch it
 	hack/setup.sh python

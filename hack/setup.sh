@@ -40,3 +40,4 @@ timed "control plane, kwok, helm (hack/build-binaries.sh)" hack/build-binaries.s
 timed "S3 server and s5cmd (hack/build-s3.sh)" hack/build-s3.sh
 timed "Triton (hack/install-triton.sh)" hack/install-triton.sh
 timed "Prometheus (hack/install-prometheus.sh)" hack/install-prometheus.sh
+timed "monitoring CRDs for chart validation (hack/fetch-monitoring-crds.sh)" hack/fetch-monitoring-crds.sh
