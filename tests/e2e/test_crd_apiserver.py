@@ -203,3 +203,11 @@ def test_printer_columns_and_short_name(
     ]
     wide = kubectl(cluster, "get", "warmpool", "-n", namespace, "-o", "wide")
     assert "OWNER" in wide.stdout and "MODEL" in wide.stdout, wide.stdout
+
+
+@pytest.mark.parametrize("name", ["Upper", "9starts-with-digit", "a" * 59])
+def test_pool_names_that_cannot_name_services_are_refused(
+    crd: None, k8s: kubernetes.client.ApiClient, namespace: str, name: str
+) -> None:
+    message = rejection(k8s, namespace, pool(name, {"model": MODEL}))
+    assert "metadata.name" in message, message

@@ -18,7 +18,9 @@ from warmpool.api.resource import (
     CATEGORIES,
     GROUP,
     KIND,
+    MAX_POOL_NAME_LENGTH,
     PLURAL,
+    POOL_NAME_PATTERN,
     SHORT_NAMES,
     SINGULAR,
     VERSION,
@@ -238,6 +240,19 @@ def build_crd() -> dict[str, Any]:
                                 "replicas scaled between a warm floor and zero from traffic."
                             ),
                             "required": ["spec"],
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": (
+                                        f"size(self.metadata.name) <= {MAX_POOL_NAME_LENGTH}"
+                                        f" && self.metadata.name.matches('{POOL_NAME_PATTERN}')"
+                                    ),
+                                    "message": (
+                                        "metadata.name must be a DNS-1035 label of at most "
+                                        f"{MAX_POOL_NAME_LENGTH} characters: it names the "
+                                        "Services <name> and <name>-pods"
+                                    ),
+                                }
+                            ],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

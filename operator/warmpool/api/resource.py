@@ -18,6 +18,11 @@ SINGULAR = "inferencepool"
 SHORT_NAMES = ["ipool"]
 CATEGORIES = ["warmpool"]
 
+#: A pool's name names its Services `<pool>` and `<pool>-pods`: a DNS-1035 label with room
+#: for the suffix.
+MAX_POOL_NAME_LENGTH = 63 - len("-pods")
+POOL_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
 #: Pod readiness gate opened by the warm-up sidecar.
 WARM_CONDITION = f"{GROUP}/warm"
 #: Label that ties every child object to its pool.

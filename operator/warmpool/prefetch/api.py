@@ -194,7 +194,7 @@ async def prefetch_async(config: PrefetchConfig) -> PrefetchResult:
         if is_disk_full(error):
             raise disk_full(error, config.cache_dir) from error
         raise
-    key = cache_key(config.uri, config.revision, config.include)
+    key = cache_key(config.uri, config.revision, config.include, config.s3_endpoint)
     log.info("model %s revision %s -> cache key %s", redact(config.uri), config.revision, key)
     async with key_lock(layout, key):
         manifest, why_not = await asyncio.to_thread(verify_hit, layout, key, config.rehash)

@@ -38,8 +38,15 @@ log = logging.getLogger("warmpool.prefetch")
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
-def cache_key(uri: str, revision: str | None, include: tuple[str, ...] | list[str] = ()) -> str:
-    """The cache directory name of a model: a hash of (source URI, revision, include patterns).
+def cache_key(
+    uri: str,
+    revision: str | None,
+    include: tuple[str, ...] | list[str] = (),
+    endpoint: str | None = None,
+) -> str:
+    """The cache directory name of a model: a hash of (source URI, revision, include patterns,
+    endpoint). The endpoint is part of it because `s3://bucket/prefix` on two different
+    S3-compatible stores are two different models.
 
     Credentials and query strings are dropped from the URI first, so a rotated token keeps the
     key. The include patterns are part of it because they change what the directory holds.
@@ -49,6 +56,8 @@ def cache_key(uri: str, revision: str | None, include: tuple[str, ...] | list[st
         "revision": revision or "",
         "include": sorted(include),
     }
+    if endpoint:
+        identity["endpoint"] = redact(endpoint).rstrip("/")
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 

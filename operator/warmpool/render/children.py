@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from warmpool.api.resource import POOL_LABEL, InferencePool
+from warmpool.api.resource import POOL_LABEL, POOL_NAME_PATTERN, InferencePool
 from warmpool.render.common import Obj, RenderError
 from warmpool.render.config import RenderConfig
 from warmpool.render.deployment import build_deployment
@@ -32,7 +32,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
 )
 
 # The pool's name becomes Service names (DNS-1035 labels) and label values.
-_POOL_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_POOL_NAME = re.compile(POOL_NAME_PATTERN)
 
 
 def check_pool_name(name: str) -> None:

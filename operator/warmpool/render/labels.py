@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Any, Final, Literal
 
+from warmpool.api import resource as api_resource
 from warmpool.api.resource import GROUP, POOL_LABEL
 from warmpool.api.spec import ModelSpec
 
@@ -44,7 +45,7 @@ PREPULL_LABEL_PREFIX = f"prepull.{GROUP}/"
 
 #: Service and Deployment names are DNS-1035 labels (63 characters); `<pool>-pods` is the
 #: longest Service name derived from the pool's.
-MAX_POOL_NAME_LENGTH = 63 - len("-pods")
+MAX_POOL_NAME_LENGTH = api_resource.MAX_POOL_NAME_LENGTH
 
 
 def recommended_labels(pool: str, component: Component) -> dict[str, str]:

@@ -63,7 +63,7 @@ def test_fetch_verify_publish_then_hit(s3_server: S3Server, bucket: str, tmp_pat
     assert dest.is_symlink()
     for rel in SIZES:
         assert (dest / rel).read_bytes() == (local / rel).read_bytes()
-    key = cache_key(f"s3://{bucket}/llama/v1", "v1")
+    key = cache_key(f"s3://{bucket}/llama/v1", "v1", endpoint=s3_server.endpoint)
     assert result["cacheKey"] == key and _published(cache) == [key]
     manifest = json.loads((cache / "meta" / f"{key}.json").read_text())
     assert {f["path"]: f["sha256"] for f in manifest["files"]}["big.bin"] == digests["big.bin"]

@@ -51,6 +51,7 @@ def g(group: str, resource: str, verbs: str, names: tuple[str, ...] = ()) -> Gra
 OPERATOR_NAMESPACED = {
     g("warmpool.dev", "inferencepools", "get list watch patch"),
     g("warmpool.dev", "inferencepools/status", "get patch update"),
+    g("warmpool.dev", "inferencepools/finalizers", "update"),
     g("apps", "deployments", "get list watch create patch delete"),
     g("apps", "daemonsets", "get list watch create patch delete"),
     g("", "services", "get list watch create patch delete"),

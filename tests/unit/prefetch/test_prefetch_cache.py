@@ -109,3 +109,14 @@ def test_link_dest_swaps_atomically_and_refuses_a_real_directory(tmp_path: Path)
     (occupied / "file").write_text("x")
     with pytest.raises(FileExistsError):
         link_dest(occupied, first)
+
+
+def test_cache_key_tells_stores_apart() -> None:
+    # s3://bucket/prefix on two S3-compatible stores are two models: never share a cache entry.
+    uri = "s3://models/llama"
+    assert cache_key(uri, "v1", endpoint="http://store-a:9000") != cache_key(
+        uri, "v1", endpoint="http://store-b:9000"
+    )
+    assert cache_key(uri, "v1", endpoint="http://store-a:9000/") == cache_key(
+        uri, "v1", endpoint="http://store-a:9000"
+    )
