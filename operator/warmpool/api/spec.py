@@ -218,10 +218,10 @@ class WarmupInput(APIModel):
         "FP16",
         "FP32",
         "FP64",
-        "BF16",
         "BYTES",
     ]
-    """KServe v2 datatype."""
+    """KServe v2 datatype (BF16 is not generated: numpy has no bfloat16; give BF16 models
+    recorded samples through samplesConfigMap)."""
     shape: list[Annotated[int, Field(ge=1, le=1 << 20)]] = Field(min_length=1, max_length=8)
     """Shape of the tensor, batch dimension included."""
 

@@ -90,11 +90,13 @@ def settings(args: argparse.Namespace, environ: Mapping[str, str]) -> WarmupSett
 
 
 def warmup_requests(config: WarmupSettings) -> list[WarmupRequest]:
-    """The warm-up requests: generated from ``--inputs`` or read from ``--samples-dir``."""
+    """The warm-up requests: generated from ``--inputs`` or read from ``--samples-dir``; empty
+    when neither is given (the runner then generates them from the model's metadata)."""
     if config.inputs is not None:
         return [generate_request(parse_input_specs(config.inputs))]
-    assert config.samples_dir is not None  # settings validation guarantees one of the two
-    return load_samples(Path(config.samples_dir))
+    if config.samples_dir is not None:
+        return load_samples(Path(config.samples_dir))
+    return []
 
 
 async def _main(config: WarmupSettings, requests: list[WarmupRequest]) -> int:

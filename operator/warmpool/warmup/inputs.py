@@ -5,6 +5,8 @@ Two sources, both turned into :class:`WarmupRequest` (a list of named numpy tens
 * ``--inputs``: a JSON list ``[{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4]}]``.
   Data is generated DETERMINISTICALLY per input (seeded by name, datatype and shape), so every
   replica warms up on the same data. Dynamic dimensions (``-1``) become 1.
+* neither: after the model is ready, the inputs its metadata declares (names, datatypes,
+  shapes) are generated the same way (:func:`specs_from_metadata`).
 * ``--samples-dir``: a directory (a mounted ConfigMap) of ``*.json`` files, each a KServe v2 /
   Triton inference request body: ``{"inputs": [{"name", "datatype", "shape", "data"}]}``
   (``data`` flat or nested, row-major). Files are used in name order, round-robin.
@@ -107,6 +109,28 @@ def parse_input_specs(text: str) -> list[InputSpec]:
     if not specs:
         raise ValueError("--inputs must list at least one input")
     return specs
+
+
+def specs_from_metadata(metadata: dict[str, Any]) -> list[InputSpec]:
+    """Input specs from Triton's model metadata (``GET /v2/models/<m>``, or gRPC
+    ``ModelMetadata`` as JSON, whose int64 dims arrive as strings).
+
+    Dynamic dimensions stay ``-1`` (generated as 1). Raises ``ValueError`` when the model
+    declares no inputs or one of a datatype warm-up cannot generate (e.g. BF16).
+    """
+    declared = metadata.get("inputs") or []
+    if not declared:
+        raise ValueError("the model's metadata declares no inputs; set spec.warmup.inputs")
+    return [
+        InputSpec.model_validate(
+            {
+                "name": item["name"],
+                "datatype": item["datatype"],
+                "shape": [int(d) for d in item.get("shape", [])],
+            }
+        )
+        for item in declared
+    ]
 
 
 def concrete_shape(shape: list[int]) -> tuple[int, ...]:

@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from tritonclient.utils import InferenceServerException
+
 from warmpool.warmup import report
 from warmpool.warmup.condition import ConditionSink, ConditionStatus
-from warmpool.warmup.inputs import WarmupRequest
+from warmpool.warmup.inputs import WarmupRequest, generate_request, specs_from_metadata
 from warmpool.warmup.settings import WarmupSettings
 from warmpool.warmup.steady import SteadyRule, SteadyStateDetector, Verdict
 from warmpool.warmup.triton import InferenceFailed, TritonDriver
@@ -197,6 +199,17 @@ async def warm_up(
     if ready.at is None:
         return Outcome(ready.reason, detail=ready.detail)
     log.info("server and model %s ready; warming up", driver.model)
+    if not requests:
+        try:
+            specs = specs_from_metadata(await driver.metadata())
+        except (InferenceServerException, ValueError, KeyError) as error:
+            return Outcome(
+                report.REASON_INFERENCE_FAILED,
+                server_ready_at=ready.at,
+                detail=f"no warm-up inputs: model metadata unusable: {error}",
+            )
+        log.info("warm-up inputs from the model's metadata: %s", [s.name for s in specs])
+        requests = [generate_request(specs)]
     state.phase = "warming"
     detector, completed, reason, detail = await drive(
         driver, requests, settings.rule(), settings.concurrency, deadline

@@ -24,7 +24,8 @@ class WarmupSettings(BaseModel):
     model_version: str = ""
     """Model version; empty = the server's choice."""
     inputs: str | None = None
-    """JSON list ``[{name, datatype, shape}]``: generate data (exclusive with samples_dir)."""
+    """JSON list ``[{name, datatype, shape}]``: generate data (exclusive with samples_dir).
+    With neither, the inputs are read from the model's metadata once it is ready."""
     samples_dir: Path | None = None
     """Directory of ``*.json`` sample requests (exclusive with inputs)."""
     concurrency: int = Field(default=1, ge=1, le=256)
@@ -62,8 +63,8 @@ class WarmupSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> WarmupSettings:
-        if (self.inputs is None) == (self.samples_dir is None):
-            raise ValueError("exactly one of --inputs and --samples-dir is required")
+        if self.inputs is not None and self.samples_dir is not None:
+            raise ValueError("--inputs and --samples-dir are exclusive")
         if bool(self.pod_name) != bool(self.pod_namespace):
             raise ValueError("--pod-name and --pod-namespace go together")
         self.rule()  # validates window/min/max together

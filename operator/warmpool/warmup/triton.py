@@ -71,6 +71,10 @@ class TritonDriver(abc.ABC):
     async def _repository_index(self) -> list[dict[str, Any]]: ...
 
     @abc.abstractmethod
+    async def metadata(self) -> dict[str, Any]:
+        """The model's metadata (KServe v2 JSON: name, versions, inputs, outputs)."""
+
+    @abc.abstractmethod
     async def infer(self, request: WarmupRequest) -> None:
         """Send one inference request; raise :class:`InferenceFailed` on a server error."""
 
@@ -132,6 +136,10 @@ class HttpDriver(TritonDriver):
         index: list[dict[str, Any]] = await self._client.get_model_repository_index()
         return index
 
+    async def metadata(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.get_model_metadata(self.model, self.version)
+        return result
+
     async def infer(self, request: WarmupRequest) -> None:
         inputs = []
         for tensor in request:
@@ -180,6 +188,12 @@ class GrpcDriver(TritonDriver):
         )
         models: list[dict[str, Any]] = response.get("models", [])
         return models
+
+    async def metadata(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.get_model_metadata(
+            self.model, self.version, as_json=True, client_timeout=self._timeout
+        )
+        return result
 
     async def infer(self, request: WarmupRequest) -> None:
         inputs = []

@@ -243,3 +243,25 @@ def test_sidecar_closes_the_gate_when_the_server_goes_and_rewarms_when_it_return
                 server.http_url, "warmup_curve"
             )
         assert program.process is not None and program.process.poll() is None
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_inputs_come_from_model_metadata_when_none_are_given(
+    tritonserver: str, tmp_path: Path, protocol: str
+) -> None:
+    # spec.warmup.inputs empty: the program reads names, datatypes and shapes from Triton's
+    # model metadata once the model is ready, and warms up on generated data.
+    address = "127.0.1.9" if protocol == "http" else "127.0.1.10"
+    with TritonServer(
+        MODELS, http_address=address, grpc_address=address, extra_args=triton_args("warmup_curve")
+    ) as triton:
+        url = triton.http_url if protocol == "http" else triton.grpc_url
+        code, gates, log = run_once(
+            ["--protocol", protocol, "--url", url, "--model", "warmup_curve", "--timeout", "240"],
+            tmp_path / "warmup.log",
+            timeout=300,
+        )
+        assert code == 0, log
+        assert [(g.status, g.reason) for g in gates] == [("True", "WarmupSucceeded")], log
+        assert "warm-up inputs from the model's metadata" in log
+        assert inference_count(triton.http_url, "warmup_curve") == int(gates[0].pairs["requests"])

@@ -77,7 +77,6 @@ def test_flags_win_over_the_environment() -> None:
     "argv",
     [
         ["--inputs", INPUTS],  # no model
-        ["--model", "m"],  # neither inputs nor samples
         ["--model", "m", "--inputs", INPUTS, "--samples-dir", "/x"],  # both
         ["--model", "m", "--inputs", INPUTS, "--protocol", "ftp"],
         ["--model", "m", "--inputs", INPUTS, "--pod-name", "p"],  # namespace missing
@@ -87,6 +86,12 @@ def test_flags_win_over_the_environment() -> None:
 )
 def test_bad_usage_exits_64_without_contacting_anything(argv: list[str]) -> None:
     assert main(argv, environ={}) == 64
+
+
+def test_without_inputs_or_samples_requests_come_from_metadata_later() -> None:
+    # Neither --inputs nor --samples-dir: no request is built up front; the runner generates
+    # them from the model's metadata once the model is ready.
+    assert warmup_requests(parse(["--model", "m"], {})) == []
 
 
 def test_requests_come_from_samples_dir(tmp_path: Path) -> None:
