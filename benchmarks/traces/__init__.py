@@ -1,0 +1,1 @@
+"""Request traces for the autoscaling benchmark (benchmarks/autoscale.py)."""
