@@ -1,0 +1,167 @@
+"""What the operator's watches have seen: pools, their Deployments and server pods, and the
+activator's endpoints.
+
+kopf watches these kinds anyway (the handlers need the streams); keeping the last object of each
+here lets a pool be refreshed with zero reads. Objects are slimmed to the fields the operator
+uses, deep-copied (kopf's bodies are live views), and replaced only by a newer resourceVersion,
+so a write's response and a late watch event cannot overwrite each other out of order.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from warmpool.api.resource import POOL_LABEL
+
+Obj = dict[str, Any]
+PoolKey = tuple[str, str]
+
+DELETED = "DELETED"
+
+
+def resource_version(obj: Mapping[str, Any] | None) -> int | None:
+    """The resourceVersion as a number, when it is one (etcd revisions are)."""
+    value = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def is_newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
+    """Whether `candidate` may replace `current` (unknown versions: yes, latest wins)."""
+    new, old = resource_version(candidate), resource_version(current)
+    return new is None or old is None or new >= old
+
+
+def pool_key_of(obj: Mapping[str, Any]) -> PoolKey | None:
+    """The pool a child belongs to, from its `warmpool.dev/pool` label."""
+    meta = obj.get("metadata") or {}
+    pool = (meta.get("labels") or {}).get(POOL_LABEL)
+    if not pool:
+        return None
+    return (str(meta.get("namespace") or "default"), str(pool))
+
+
+def slim_pod(pod: Mapping[str, Any]) -> Obj:
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    return copy.deepcopy(
+        {
+            "metadata": {
+                key: meta[key]
+                for key in (
+                    "name",
+                    "namespace",
+                    "uid",
+                    "labels",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "resourceVersion",
+                )
+                if key in meta
+            },
+            "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
+            "status": {
+                key: status[key]
+                for key in ("phase", "conditions", "initContainerStatuses", "podIP")
+                if key in status
+            },
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ready activator pod."""
+
+    ip: str
+    ports: tuple[tuple[str, int], ...]
+
+
+class ClusterCache:
+    """The latest pools, Deployments, server pods and activator EndpointSlices seen."""
+
+    def __init__(self) -> None:
+        self._pools: dict[PoolKey, Obj] = {}
+        self._deployments: dict[PoolKey, Obj] = {}
+        self._pods: dict[PoolKey, dict[str, Obj]] = {}
+        self._activator_slices: dict[str, Obj] = {}
+
+    # pools
+    def observe_pool(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey:
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        if event_type == DELETED:
+            self._pools.pop(key, None)
+        elif is_newer(body, self._pools.get(key)):
+            self._pools[key] = copy.deepcopy(dict(body))
+        return key
+
+    def pool(self, key: PoolKey) -> Obj | None:
+        return self._pools.get(key)
+
+    def pool_keys(self) -> list[PoolKey]:
+        return list(self._pools)
+
+    # deployments
+    def observe_deployment(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey | None:
+        key = pool_key_of(body)
+        name = (body.get("metadata") or {}).get("name")
+        if key is None or name != key[1]:
+            return None  # not the pool's server Deployment (e.g. its headroom placeholders)
+        if event_type == DELETED:
+            self._deployments.pop(key, None)
+        elif is_newer(body, self._deployments.get(key)):
+            self._deployments[key] = copy.deepcopy(dict(body))
+        return key
+
+    def deployment(self, key: PoolKey) -> Obj | None:
+        return self._deployments.get(key)
+
+    # pods
+    def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey | None:
+        key = pool_key_of(body)
+        if key is None:
+            return None
+        name = str((body.get("metadata") or {}).get("name"))
+        pods = self._pods.setdefault(key, {})
+        if event_type == DELETED:
+            pods.pop(name, None)
+            if not pods:
+                del self._pods[key]
+        elif is_newer(body, pods.get(name)):
+            pods[name] = slim_pod(body)
+        return key
+
+    def pods(self, key: PoolKey) -> list[Obj]:
+        return list(self._pods.get(key, {}).values())
+
+    # activator
+    def observe_activator_slice(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        name = str((body.get("metadata") or {}).get("name"))
+        if event_type == DELETED:
+            self._activator_slices.pop(name, None)
+        elif is_newer(body, self._activator_slices.get(name)):
+            self._activator_slices[name] = copy.deepcopy(dict(body))
+
+    def activator_endpoints(self) -> list[Endpoint]:
+        """Ready activator pods, sorted (so the rendered EndpointSlice is stable)."""
+        found: dict[str, Endpoint] = {}
+        for slice_ in self._activator_slices.values():
+            ports = tuple(
+                sorted(
+                    (str(port.get("name") or ""), int(port["port"]))
+                    for port in slice_.get("ports") or []
+                    if port.get("port") is not None
+                )
+            )
+            for endpoint in slice_.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") is False:
+                    continue
+                for address in endpoint.get("addresses") or []:
+                    found[address] = Endpoint(ip=str(address), ports=ports)
+        return [found[ip] for ip in sorted(found)]

@@ -1,0 +1,297 @@
+"""kopf handlers: thin. Each one hands the event to the cache, the Reconciler or the loop.
+
+Registered into an explicit registry by `register(registry, settings)`, so the settings (namespaces,
+the activator Service) shape the handlers without module-level globals.
+
+Design, and why (fewest API calls):
+- Pools, their Deployments and server pods (label `warmpool.dev/pool`) and the activator's
+  EndpointSlices are watched once by kopf and kept in a `ClusterCache`; a pool refresh then reads
+  nothing from the API.
+- A pod or Deployment event only MARKS its pool; one `RefreshLoop` task refreshes marked pools
+  (a burst of events is one refresh) and ticks every pool for the scaling decision. kopf daemons
+  or timers would each put a finalizer on every pool.
+- create/update(spec)/resume run the same sync at once and surface errors to kopf
+  (PermanentError for an unservable spec, TemporaryError for transient API errors).
+- The wake annotation runs the sync at once, in kopf's per-object worker: no queue in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from warmpool.api.resource import GROUP, PLURAL, POOL_LABEL, VERSION, WAKE_ANNOTATION
+from warmpool.controller.cache import DELETED, ClusterCache
+from warmpool.controller.client import ApiError, KubeClient, connection_info, load_configuration
+from warmpool.controller.events import EventRecorder
+from warmpool.controller.health import loop_health
+from warmpool.controller.loop import RefreshLoop
+from warmpool.controller.metrics import OperatorMetrics
+from warmpool.controller.prepull import register_prepull
+from warmpool.controller.reconcile import Reconciler, Trigger
+from warmpool.controller.scaler import PolicyScaler
+from warmpool.controller.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+DIFF_BASE_PREFIX = GROUP
+DIFF_BASE_KEY = "last-handled-configuration"
+#: Seconds before kopf retries a handler after a transient API error.
+RETRY_DELAY = 5.0
+
+
+@dataclass
+class Runtime:
+    """What the handlers share; built at startup, kept in kopf's memo, closed at cleanup."""
+
+    settings: OperatorSettings
+    client: KubeClient
+    cache: ClusterCache
+    metrics: OperatorMetrics
+    reconciler: Reconciler
+    loop: RefreshLoop
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.client.close()
+        self.metrics.close()
+
+
+def runtime_of(memo: kopf.Memo) -> Runtime:
+    runtime: Runtime = memo["runtime"]
+    return runtime
+
+
+async def build_runtime(config: OperatorSettings) -> Runtime:
+    metrics = OperatorMetrics()
+    client = await KubeClient.connect(config.kubeconfig, on_write=metrics.count_write)
+    cache = ClusterCache()
+    reconciler = Reconciler(
+        settings=config,
+        client=client,
+        cache=cache,
+        metrics=metrics,
+        events=EventRecorder(client),
+        scaling=PolicyScaler.from_settings(
+            config.prometheus_url, config.traffic_query, config.scaling_interval_seconds
+        ),
+    )
+
+    async def refresh(key: tuple[str, str], trigger: str) -> object:
+        return await reconciler.sync(key, "tick" if trigger == "tick" else "observe")
+
+    loop = RefreshLoop(
+        refresh,
+        cache.pool_keys,
+        interval=config.scaling_interval_seconds,
+        debounce=config.refresh_debounce_seconds,
+        workers=config.workers,
+    )
+    return Runtime(
+        settings=config,
+        client=client,
+        cache=cache,
+        metrics=metrics,
+        reconciler=reconciler,
+        loop=loop,
+    )
+
+
+def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
+    """kopf's settings, each changed for a reason."""
+    # Handler progress goes to status.kopf (not annotations): GitOps tools diff metadata and
+    # spec, and the CRD reserves status.kopf for exactly this.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    # The diff-base lives under our own prefix, so `kubectl get -o yaml` shows one warmpool.dev
+    # annotation instead of kopf.zalando.org ones (contract:
+    # warmpool.dev/last-handled-configuration).
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=DIFF_BASE_PREFIX, key=DIFF_BASE_KEY
+    )
+    # kopf posts an Event for every handler success by default: one write per resume of every
+    # pool. Only its warnings and errors become Events; ours say what happened to the pool.
+    settings.posting.level = logging.WARNING
+    # One replica by default; --peering turns on kopf's active/standby peering.
+    settings.peering.standalone = config.standalone
+    settings.peering.name = config.peering_name
+    settings.peering.clusterwide = config.clusterwide
+    # Worker limits and timeouts stay at kopf's defaults: not measured to need a change.
+
+
+def _key(body: kopf.Body) -> tuple[str, str]:
+    return (str(body.metadata.namespace or "default"), str(body.metadata.name))
+
+
+async def _sync_or_raise(runtime: Runtime, body: kopf.Body, trigger: Trigger) -> None:
+    try:
+        result = await runtime.reconciler.sync(_key(body), trigger, body=dict(body))
+    except ApiError as error:
+        if error.transient:
+            raise kopf.TemporaryError(f"{trigger}: {error}", delay=RETRY_DELAY) from error
+        if error.status == 404 or "NamespaceTerminating" in error.body:
+            # The pool or its namespace is going away: nothing left to reconcile.
+            logger.info("%s of %s/%s skipped: %s", trigger, *_key(body), error.message)
+            return
+        raise kopf.PermanentError(f"{trigger}: {error.message}") from error
+    if result.invalid:
+        # Retrying cannot help: only a new spec (an update) can fix it.
+        raise kopf.PermanentError(f"the spec cannot be served: {result.invalid}")
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
+    """Register every handler of the operator into `registry`."""
+
+    @kopf.on.startup(id="startup", registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure_kopf(settings, config)
+        runtime = await build_runtime(config)
+        runtime.metrics.serve(config.metrics_port)
+        runtime.tasks.append(asyncio.create_task(runtime.loop.run(), name="warmpool-refresh"))
+        memo["runtime"] = runtime
+        logger.info(
+            "warmpool operator started: namespaces=%s activator=%s scaling-interval=%ss",
+            ",".join(config.namespaces) or "(all)",
+            config.activator or "(none)",
+            config.scaling_interval_seconds,
+        )
+
+    @kopf.on.cleanup(id="cleanup", registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        if "runtime" in memo:
+            await runtime_of(memo).close()
+
+    @kopf.on.login(id="login", registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        return await connection_info(await load_configuration(config.kubeconfig))
+
+    # Priming: kopf runs index handlers for every listed object and holds ALL other handlers
+    # until the initial listings of indexed kinds are through. Feeding the cache from these
+    # (they store no index values) means resume and the loop never see a half-listed cluster:
+    # without it, a restarted operator saw a pool before its pods, wrote a status with 0
+    # replicas, then the right one again -- two needless writes and two bogus Events.
+    @kopf.index(GROUP, VERSION, PLURAL, id="pool-primer", registry=registry)
+    async def prime_pool(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        runtime_of(memo).cache.observe_pool(None, body)
+
+    @kopf.index(
+        "", "v1", "pods", id="pod-primer", labels={POOL_LABEL: kopf.PRESENT}, registry=registry
+    )
+    async def prime_pod(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        runtime_of(memo).cache.observe_pod(None, body)
+
+    @kopf.index(
+        "apps",
+        "v1",
+        "deployments",
+        id="deployment-primer",
+        labels={POOL_LABEL: kopf.PRESENT},
+        registry=registry,
+    )
+    async def prime_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        runtime_of(memo).cache.observe_deployment(None, body)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, id="pool-cache", registry=registry)
+    async def pool_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        runtime = runtime_of(memo)
+        key = runtime.cache.observe_pool(event.get("type"), body)
+        if event.get("type") == DELETED:
+            runtime.reconciler.forget(key)
+
+    @kopf.on.event(
+        "", "v1", "pods", id="pod-cache", labels={POOL_LABEL: kopf.PRESENT}, registry=registry
+    )
+    async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        runtime = runtime_of(memo)
+        key = runtime.cache.observe_pod(event.get("type"), body)
+        if key is not None and runtime.cache.pool(key) is not None:
+            runtime.loop.mark(key)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        id="deployment-cache",
+        labels={POOL_LABEL: kopf.PRESENT},
+        registry=registry,
+    )
+    async def deployment_event(
+        event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        runtime = runtime_of(memo)
+        key = runtime.cache.observe_deployment(event.get("type"), body)
+        if key is not None and runtime.cache.pool(key) is not None:
+            runtime.loop.mark(key)
+
+    if config.activator is not None:
+        activator = config.activator
+
+        @kopf.index(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            id="activator-primer",
+            labels={"kubernetes.io/service-name": activator.name},
+            when=lambda namespace, **_: namespace == activator.namespace,
+            registry=registry,
+        )
+        async def prime_activator(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+            runtime_of(memo).cache.observe_activator_slice(None, body)
+
+        @kopf.on.event(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            id="activator-cache",
+            labels={"kubernetes.io/service-name": activator.name},
+            when=lambda namespace, **_: namespace == activator.namespace,
+            registry=registry,
+        )
+        async def activator_event(
+            event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+        ) -> None:
+            runtime = runtime_of(memo)
+            runtime.cache.observe_activator_slice(event.get("type"), body)
+            for key in runtime.cache.pool_keys():
+                runtime.loop.mark(key)
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="create", registry=registry)
+    async def created(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _sync_or_raise(runtime_of(memo), body, "create")
+
+    # field="spec": status and metadata changes (ours, kopf's, the wake annotation) are no
+    # reason to re-render; the wake annotation has its own handler below.
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="update", field="spec", registry=registry)
+    async def updated(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _sync_or_raise(runtime_of(memo), body, "update")
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="resume", registry=registry)
+    async def resumed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        await _sync_or_raise(runtime_of(memo), body, "resume")
+
+    @kopf.on.field(
+        GROUP,
+        VERSION,
+        PLURAL,
+        id="wake",
+        registry=registry,
+        field=("metadata", "annotations", WAKE_ANNOTATION),
+    )
+    async def wake_requested(body: kopf.Body, new: Any, memo: kopf.Memo, **_: Any) -> None:
+        if new:
+            await _sync_or_raise(runtime_of(memo), body, "wake")
+
+    @kopf.on.probe(id="refresh_loop", registry=registry)
+    async def refresh_loop_alive(memo: kopf.Memo, **_: Any) -> str:
+        return loop_health(runtime_of(memo).tasks) if "runtime" in memo else "starting"
+
+    register_prepull(registry, config)

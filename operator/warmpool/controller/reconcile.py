@@ -1,0 +1,375 @@
+"""The reconcile service: one pool from what was observed to what is applied and reported.
+
+read pool (watch cache) -> validate -> decide replicas -> render children -> apply what differs
+-> observe (Deployment and pods from the watch cache) -> status, Events, metrics.
+
+Every trigger (kopf's create/update/resume handlers, the wake handler, pod and Deployment events,
+the scaling tick) runs this same `sync`, serialised per pool by a lock, so the handlers stay
+thin and two writers never race on one pool. A converged pool costs no request: children are
+compared by their spec-hash, status by value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from warmpool.api.resource import InferencePool
+from warmpool.api.status import ColdStart, InferencePoolStatus, Phase
+from warmpool.controller.apply import Applier
+from warmpool.controller.cache import ClusterCache, PoolKey
+from warmpool.controller.client import ApiError, KubeClient, ObjectRef, pool_ref
+from warmpool.controller.coldstart import describe, new_cold_starts
+from warmpool.controller.decide import apply_wake, external_outcome, floor_outcome
+from warmpool.controller.events import EventRecorder
+from warmpool.controller.metrics import OperatorMetrics
+from warmpool.controller.settings import OperatorSettings
+from warmpool.controller.status import (
+    ScalingOutcome,
+    StatusInputs,
+    compute_status,
+    count_pods,
+    parse_status,
+    status_patch,
+)
+from warmpool.controller.validate import Invalid, validate_pool
+from warmpool.render.children import build_children
+from warmpool.render.common import RenderError
+from warmpool.render.config import RenderConfig
+from warmpool.render.endpoints import ActivatorEndpoints
+from warmpool.render.service import ServiceMode
+
+logger = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Trigger = Literal["create", "update", "resume", "wake", "tick", "observe"]
+
+#: Children that exist only for some specs or modes, deleted when no longer rendered.
+OPTIONAL_CHILDREN: tuple[tuple[str, str, str], ...] = (
+    ("discovery.k8s.io/v1", "EndpointSlice", "{pool}-activator"),
+    ("apps/v1", "DaemonSet", "{pool}-prepull"),
+    ("apps/v1", "Deployment", "{pool}-headroom"),
+)
+
+
+class ScalingFn(Protocol):
+    """Decides a pool's replicas (the policy scaler, or the built-in floor without it)."""
+
+    async def decide(
+        self,
+        pool: InferencePool,
+        previous: InferencePoolStatus,
+        now: datetime,
+        trigger: str,
+        *,
+        current_replicas: int,
+        ready_replicas: int,
+    ) -> ScalingOutcome: ...
+
+    def forget(self, key: PoolKey) -> None: ...
+
+
+class ChildRejected(Exception):
+    """The apiserver refused a rendered child as invalid: retrying the same spec cannot help."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did."""
+
+    phase: Phase | None
+    invalid: str | None = None
+    writes: int = 0
+
+
+class FloorScaler:
+    """The decision without the policy: spec.replicas when set, else the warm floor (+ wake)."""
+
+    async def decide(
+        self,
+        pool: InferencePool,
+        previous: InferencePoolStatus,
+        now: datetime,
+        trigger: str,
+        *,
+        current_replicas: int,
+        ready_replicas: int,
+    ) -> ScalingOutcome:
+        del trigger, current_replicas, ready_replicas
+        if pool.spec.replicas is not None:
+            return external_outcome(pool, previous, now)
+        return floor_outcome(pool, previous, now)
+
+    def forget(self, key: PoolKey) -> None:
+        del key
+
+
+def service_mode(warm_replicas: int, settings: OperatorSettings) -> ServiceMode:
+    """`direct` with a warm replica or without an activator; else route to the activator."""
+    if warm_replicas >= 1 or settings.activator is None:
+        return "direct"
+    return "activator"
+
+
+def render_config(settings: OperatorSettings) -> RenderConfig:
+    return RenderConfig(agent_image=settings.agent_image)
+
+
+class Reconciler:
+    """Syncs pools; shared by every handler and by the refresh loop."""
+
+    def __init__(
+        self,
+        *,
+        settings: OperatorSettings,
+        client: KubeClient,
+        cache: ClusterCache,
+        metrics: OperatorMetrics,
+        events: EventRecorder,
+        scaling: ScalingFn | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._cache = cache
+        self._metrics = metrics
+        self._events = events
+        self._scaling: ScalingFn = scaling if scaling is not None else FloorScaler()
+        self._clock = clock
+        self._applier = Applier(client)
+        self._render_config = render_config(settings)
+        self._locks: dict[PoolKey, asyncio.Lock] = {}
+        self._phases: dict[PoolKey, str] = {}
+
+    @property
+    def cache(self) -> ClusterCache:
+        return self._cache
+
+    def forget(self, key: PoolKey) -> None:
+        """A pool is gone: drop its lock, remembered children and phase."""
+        self._locks.pop(key, None)
+        self._phases.pop(key, None)
+        self._applier.forget(*key)
+        self._scaling.forget(key)
+        self._metrics.set_pool_phases(self._phases.values())
+
+    async def sync(
+        self, key: PoolKey, trigger: Trigger, body: Mapping[str, Any] | None = None
+    ) -> SyncResult:
+        """Bring one pool's children and status up to date."""
+        if body is not None:
+            self._cache.observe_pool(None, body)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        started = time.perf_counter()
+        result = "error"
+        try:
+            async with lock:
+                outcome = await self._sync_locked(key, trigger)
+            result = "invalid" if outcome.invalid else "ok"
+            return outcome
+        finally:
+            self._metrics.reconciles.labels(trigger=trigger, result=result).inc()
+            self._metrics.reconcile_seconds.labels(trigger=trigger).observe(
+                time.perf_counter() - started
+            )
+
+    async def _sync_locked(self, key: PoolKey, trigger: Trigger) -> SyncResult:
+        body = self._cache.pool(key)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return SyncResult(phase=None)
+        now = self._clock().replace(microsecond=0)
+        previous = parse_status(body.get("status"))
+        pods = self._cache.pods(key)
+        checked = validate_pool(body)
+        if isinstance(checked, InferencePool):
+            try:
+                return await self._sync_valid(key, trigger, body, checked, previous, pods, now)
+            except RenderError as error:
+                checked = Invalid(f"metadata.name: {error}")
+            except ChildRejected as error:
+                checked = Invalid(str(error))
+        return await self._degrade(key, body, checked, previous, pods, now)
+
+    async def _sync_valid(
+        self,
+        key: PoolKey,
+        trigger: Trigger,
+        body: Obj,
+        pool: InferencePool,
+        previous: InferencePoolStatus,
+        pods: list[Obj],
+        now: datetime,
+    ) -> SyncResult:
+        counts = count_pods(pods, pool.spec.warmup.enabled)
+        deployment = self._cache.deployment(key)
+        current = (deployment or {}).get("spec", {}).get("replicas")
+        decision = await self._scaling.decide(
+            pool,
+            previous,
+            now,
+            trigger,
+            current_replicas=int(current) if current is not None else previous.desired_replicas,
+            ready_replicas=counts.warm,
+        )
+        decision = apply_wake(decision, pool, now)
+        mode = service_mode(counts.warm, self._settings)
+        endpoints = self._activator_endpoints() if mode == "activator" else None
+        children = build_children(
+            pool,
+            self._render_config,
+            replicas=decision.desired_replicas,
+            service_mode=mode,
+            activator_endpoints=endpoints,
+        )
+        writes = await self._apply_children(key, pool, children)
+        cold_starts = new_cold_starts(pods, previous.last_cold_start)
+        status = compute_status(
+            StatusInputs(
+                name=pool.metadata.name,
+                generation=pool.metadata.generation,
+                warmup_enabled=pool.spec.warmup.enabled,
+                pods=pods,
+                previous=previous,
+                now=now,
+                scaling=decision,
+                last_cold_start=cold_starts[-1] if cold_starts else None,
+            )
+        )
+        writes += await self._write_status(key, body, status)
+        await self._report(body, previous, status, cold_starts)
+        return SyncResult(phase=status.phase, writes=writes)
+
+    async def _degrade(
+        self,
+        key: PoolKey,
+        body: Obj,
+        invalid: Invalid,
+        previous: InferencePoolStatus,
+        pods: list[Obj],
+        now: datetime,
+    ) -> SyncResult:
+        """An unservable spec: report it, and leave the running children exactly as they are."""
+        meta = body.get("metadata") or {}
+        warmup = ((body.get("spec") or {}).get("warmup") or {}).get("enabled", True)
+        status = compute_status(
+            StatusInputs(
+                name=str(meta.get("name")),
+                generation=int(meta.get("generation") or 0),
+                warmup_enabled=bool(warmup),
+                pods=pods,
+                previous=previous,
+                now=now,
+                degraded=invalid.message,
+            )
+        )
+        writes = await self._write_status(key, body, status)
+        await self._report(body, previous, status, [])
+        return SyncResult(phase=status.phase, invalid=invalid.message, writes=writes)
+
+    def _activator_endpoints(self) -> ActivatorEndpoints:
+        found = self._cache.activator_endpoints()
+        ports = dict(found[0].ports) if found else {}
+        return ActivatorEndpoints(
+            addresses=[endpoint.ip for endpoint in found],
+            http_port=ports.get("http", 8000),
+            grpc_port=ports.get("grpc", 8001),
+        )
+
+    async def _apply_children(self, key: PoolKey, pool: InferencePool, children: list[Obj]) -> int:
+        writes = 0
+        rendered: set[tuple[str, str]] = set()
+        for child in children:
+            kind, name = str(child["kind"]), str(child["metadata"]["name"])
+            rendered.add((kind, name))
+            try:
+                if kind == "Deployment" and name == pool.metadata.name:
+                    live = self._cache.deployment(key)
+                    writes += await self._applier.apply(child, live, live_known=True)
+                else:
+                    writes += await self._applier.apply(child)
+            except ApiError as error:
+                if error.status in (400, 422):  # the apiserver refuses what the spec rendered to
+                    raise ChildRejected(f"{kind} {name} rejected: {error.message}") from error
+                raise
+        for api_version, kind, pattern in OPTIONAL_CHILDREN:
+            name = pattern.format(pool=pool.metadata.name)
+            if (kind, name) in rendered:
+                continue
+            ref = ObjectRef(api_version, kind, name, pool.metadata.namespace)
+            writes += await self._applier.delete(ref, owner_uid=pool.metadata.uid)
+        return writes
+
+    async def _write_status(self, key: PoolKey, body: Obj, status: InferencePoolStatus) -> int:
+        patch = status_patch(body.get("status"), status)
+        if patch is None:
+            return 0
+        try:
+            result = await self._client.merge_patch(pool_ref(*key), patch, subresource="status")
+        except ApiError as error:
+            if error.status == 404:
+                return 0  # deleted meanwhile: nothing left to report on
+            raise
+        self._cache.observe_pool(None, result)
+        return 1
+
+    async def _report(
+        self,
+        body: Obj,
+        previous: InferencePoolStatus,
+        status: InferencePoolStatus,
+        cold_starts: list[ColdStart],
+    ) -> None:
+        """Events and metrics for what changed between `previous` and `status`."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        self._phases[key] = status.phase.value
+        self._metrics.set_pool_phases(self._phases.values())
+        for cold_start in cold_starts:
+            self._metrics.observe_cold_start(cold_start)
+            await self._events.post(
+                body, type="Normal", reason="ColdStart", action="Warm", note=describe(cold_start)
+            )
+        if status.desired_replicas != previous.desired_replicas and status.phase != Phase.DEGRADED:
+            direction = "up" if status.desired_replicas > previous.desired_replicas else "down"
+            self._metrics.scale_decisions.labels(direction=direction).inc()
+            await self._events.post(
+                body,
+                type="Normal",
+                reason="Scaled",
+                action="Scale",
+                note=(
+                    f"desired replicas {previous.desired_replicas} -> {status.desired_replicas}: "
+                    f"{status.scaling.reason} (owner {status.scaling.owner})"
+                ),
+            )
+        degraded = _condition_message(status, "Degraded")
+        was_degraded = _condition_message(previous, "Degraded")
+        if degraded is not None and degraded != was_degraded:
+            await self._events.post(
+                body, type="Warning", reason="Degraded", action="Validate", note=degraded
+            )
+        if status.phase != previous.phase:
+            await self._events.post(
+                body,
+                type="Warning" if status.phase == Phase.DEGRADED else "Normal",
+                reason="PhaseChanged",
+                action="Observe",
+                note=f"phase {previous.phase.value} -> {status.phase.value}",
+            )
+
+
+def _condition_message(status: InferencePoolStatus, kind: str) -> str | None:
+    """The message of a True condition of `kind`, else None."""
+    for item in status.conditions:
+        if item.type == kind and item.status == "True":
+            return item.message
+    return None
+
+
+def transient(error: BaseException) -> bool:
+    return isinstance(error, ApiError) and error.transient

@@ -1,0 +1,322 @@
+"""The pool's status from what the cluster reports (pure: no clock, no client).
+
+Inputs are the pool, its Deployment and its server pods (from the watch cache), the scaling
+decision and, when the spec cannot be served, the Degraded message. Conditions keep their
+lastTransitionTime while their status stays the same, and `status_patch` returns None when
+nothing changed, so an idle pool is never written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from warmpool.api.resource import POOL_LABEL, WARM_CONDITION
+from warmpool.api.status import (
+    ColdStart,
+    Condition,
+    ConditionType,
+    InferencePoolStatus,
+    Phase,
+    ScalingStatus,
+)
+from warmpool.controller.coldstart import condition_true
+
+Obj = Mapping[str, Any]
+Status = Literal["True", "False", "Unknown"]
+
+PREFETCH_CONTAINER = "prefetch"
+MAX_MESSAGE = 1024
+
+
+@dataclass(frozen=True)
+class ConditionValue:
+    """A condition before its transition time is known."""
+
+    status: Status
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ScalingOutcome:
+    """What the scaling decision contributes to status."""
+
+    desired_replicas: int
+    scaling: ScalingStatus
+    metrics: ConditionValue = ConditionValue("Unknown", "NotConfigured", "no Prometheus URL")
+    scaler_state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PodCounts:
+    """The pool's live (not terminating) server pods, by how far they got."""
+
+    total: int = 0
+    scheduled: int = 0
+    initialized: int = 0
+    ready: int = 0
+    warm: int = 0
+
+
+@dataclass(frozen=True)
+class StatusInputs:
+    """Everything `compute_status` reads."""
+
+    name: str
+    generation: int
+    warmup_enabled: bool
+    pods: Sequence[Obj]
+    previous: InferencePoolStatus
+    now: datetime
+    scaling: ScalingOutcome | None = None
+    degraded: str | None = None
+    last_cold_start: ColdStart | None = None
+
+
+def live_pods(pods: Sequence[Obj]) -> list[Obj]:
+    """Pods that count: not terminating, not finished."""
+    return [
+        pod
+        for pod in pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ]
+
+
+def is_warm(pod: Obj, warmup_enabled: bool) -> bool:
+    """Warm: the readiness gate is open (or, without warm-up, the pod is Ready)."""
+    return condition_true(pod, WARM_CONDITION if warmup_enabled else "Ready")
+
+
+def count_pods(pods: Sequence[Obj], warmup_enabled: bool) -> PodCounts:
+    live = live_pods(pods)
+    return PodCounts(
+        total=len(live),
+        scheduled=sum(condition_true(p, "PodScheduled") for p in live),
+        initialized=sum(condition_true(p, "Initialized") for p in live),
+        ready=sum(condition_true(p, "ContainersReady") for p in live),
+        warm=sum(is_warm(p, warmup_enabled) for p in live),
+    )
+
+
+def phase_of(counts: PodCounts, desired: int, degraded: bool) -> Phase:
+    if degraded:
+        return Phase.DEGRADED
+    if counts.warm >= 1:
+        return Phase.READY
+    if desired == 0:
+        return Phase.SCALED_TO_ZERO
+    if counts.initialized >= 1:
+        return Phase.WARMING_UP
+    if counts.scheduled >= 1:
+        return Phase.PREFETCHING
+    return Phase.PENDING
+
+
+def _prefetch_status(pod: Obj) -> Obj | None:
+    for item in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if item.get("name") == PREFETCH_CONTAINER:
+            return dict(item)
+    return None
+
+
+def _failure(container: Obj) -> str | None:
+    """The termination message of a failed prefetch (current or last run)."""
+    for state_key in ("state", "lastState"):
+        terminated = (container.get(state_key) or {}).get("terminated") or {}
+        if terminated and terminated.get("exitCode", 0) != 0:
+            message = str(terminated.get("message") or terminated.get("reason") or "").strip()
+            return message or f"exit code {terminated.get('exitCode')}"
+    return None
+
+
+def weights_cached(pods: Sequence[Obj]) -> ConditionValue:
+    """WeightsCached from the prefetch init containers (the termination message on failure)."""
+    live = live_pods(pods)
+    if not live:
+        return ConditionValue("Unknown", "NoPods", "no replica to observe")
+    done = 0
+    for pod in live:
+        container = _prefetch_status(pod)
+        terminated = ((container or {}).get("state") or {}).get("terminated") or {}
+        if (terminated and terminated.get("exitCode") == 0) or condition_true(pod, "Initialized"):
+            done += 1
+            continue
+        failure = _failure(container) if container else None
+        if failure is not None:
+            name = (pod.get("metadata") or {}).get("name", "")
+            return ConditionValue("False", "PrefetchFailed", f"pod {name}: {failure}"[:MAX_MESSAGE])
+    if done:
+        return ConditionValue("True", "Prefetched", f"weights verified on {done}/{len(live)} pods")
+    return ConditionValue("False", "Prefetching", f"prefetch running on {len(live)} pods")
+
+
+def desired_conditions(
+    inputs: StatusInputs, counts: PodCounts, desired: int
+) -> dict[ConditionType, ConditionValue]:
+    warm, degraded = counts.warm, inputs.degraded
+    metrics = (
+        inputs.scaling.metrics
+        if inputs.scaling is not None
+        else ConditionValue("Unknown", "NotEvaluated", "no scaling decision yet")
+    )
+    if warm >= 1:
+        ready = ConditionValue("True", "Serving", f"{warm} warm replica(s) receive traffic")
+    elif desired == 0:
+        ready = ConditionValue("False", "ScaledToZero", "no replica runs")
+    else:
+        ready = ConditionValue("False", "NoWarmReplica", f"0/{desired} replicas warm")
+    if desired >= 1 and warm >= desired:
+        warm_cond = ConditionValue("True", "AllWarm", f"{warm}/{desired} replicas warm")
+    elif desired == 0:
+        warm_cond = ConditionValue("False", "NoReplicas", "desired replicas is 0")
+    else:
+        warm_cond = ConditionValue("False", "WarmingUp", f"{warm}/{desired} replicas warm")
+    reason = inputs.scaling.scaling.reason if inputs.scaling is not None else ""
+    if desired == 0 and counts.total == 0:
+        zero = ConditionValue("True", "ScaledToZero", reason or "desired replicas is 0")
+    elif desired == 0:
+        zero = ConditionValue("False", "ScalingToZero", f"{counts.total} pod(s) terminating")
+    else:
+        zero = ConditionValue("False", "Running", f"desired replicas {desired}")
+    if degraded:
+        degraded_cond = ConditionValue("True", "InvalidSpec", degraded[:MAX_MESSAGE])
+    else:
+        degraded_cond = ConditionValue("False", "AsExpected", "")
+    return {
+        ConditionType.READY: ready,
+        ConditionType.WEIGHTS_CACHED: weights_cached(inputs.pods),
+        ConditionType.WARM: warm_cond,
+        ConditionType.SCALED_TO_ZERO: zero,
+        ConditionType.METRICS_AVAILABLE: metrics,
+        ConditionType.DEGRADED: degraded_cond,
+    }
+
+
+def merge_conditions(
+    previous: Sequence[Condition],
+    values: Mapping[ConditionType, ConditionValue],
+    *,
+    now: datetime,
+    generation: int,
+) -> list[Condition]:
+    """Conditions in a fixed order; lastTransitionTime changes only when status does."""
+    before = {item.type: item for item in previous}
+    merged: list[Condition] = []
+    for kind, value in values.items():
+        old = before.get(kind.value)
+        since = old.last_transition_time if old is not None and old.status == value.status else now
+        merged.append(
+            Condition(
+                type=kind.value,
+                status=value.status,
+                reason=value.reason,
+                message=value.message,
+                last_transition_time=since,
+                observed_generation=generation,
+            )
+        )
+    return merged
+
+
+def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
+    """The status the pool should have now."""
+    previous = inputs.previous
+    counts = count_pods(inputs.pods, inputs.warmup_enabled)
+    if inputs.scaling is not None and inputs.degraded is None:
+        desired = inputs.scaling.desired_replicas
+        scaling = inputs.scaling.scaling
+        scaler_state = inputs.scaling.scaler_state
+    else:  # a Degraded pool keeps its last decision: nothing is applied while it is Degraded
+        desired = previous.desired_replicas
+        scaling = previous.scaling
+        scaler_state = previous.scaler_state
+    if scaler_state is None:
+        scaler_state = previous.scaler_state
+    conditions = merge_conditions(
+        previous.conditions,
+        desired_conditions(inputs, counts, desired),
+        now=inputs.now,
+        generation=inputs.generation,
+    )
+    return InferencePoolStatus(
+        phase=phase_of(counts, desired, inputs.degraded is not None),
+        replicas=counts.total,
+        ready_replicas=counts.ready,
+        warm_replicas=counts.warm,
+        desired_replicas=desired,
+        cached_nodes=previous.cached_nodes,
+        selector=f"{POOL_LABEL}={inputs.name}",
+        observed_generation=inputs.generation,
+        conditions=conditions,
+        last_cold_start=inputs.last_cold_start or previous.last_cold_start,
+        scaling=scaling,
+        scaler_state=scaler_state,
+    )
+
+
+def parse_status(raw: Mapping[str, Any] | None) -> InferencePoolStatus:
+    """The public status of a live pool (kopf's `status.kopf` left out); default when unreadable."""
+    public = {key: value for key, value in (raw or {}).items() if key != "kopf"}
+    try:
+        return InferencePoolStatus.model_validate(public)
+    except ValidationError:
+        return InferencePoolStatus()
+
+
+#: Status fields other writers own: kopf's progress, and cachedNodes (the pre-pull controller,
+#: controller/prepull.py). This module's patches never carry them, so the writers never race.
+FOREIGN_FIELDS = frozenset({"kopf", "cachedNodes"})
+
+
+def dump_status(status: InferencePoolStatus) -> dict[str, Any]:
+    dumped: dict[str, Any] = status.model_dump(
+        by_alias=True, exclude_none=True, mode="json", exclude={"kopf", "cached_nodes"}
+    )
+    return dumped
+
+
+#: Keys of `status.scalerState` that change on every evaluation (the time of the evaluation, of
+#: the last unknown sample, the stabilization window's entries). They alone are no reason to
+#: write: the operator keeps the live state in memory and persists it with the next real change;
+#: a restart resumes from a slightly older state, which the policy treats as safe.
+SCALER_STATE_VOLATILE = frozenset({"lastEvalAt", "lastUnknownAt", "lastColdAt", "recommendations"})
+
+
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+def _comparable(status: InferencePoolStatus) -> InferencePoolStatus:
+    """The status as compared for "did it change": without kopf's part, the volatile keys of
+    scalerState, and the numbers in the scaling reason ("idle 35s < ..." grows every tick; the
+    wording changes only with the decision, and the numbers are refreshed with the next write)."""
+    state = status.scaler_state
+    if state is not None:
+        state = {k: v for k, v in state.items() if k not in SCALER_STATE_VOLATILE}
+    scaling = status.scaling.model_copy(update={"reason": _NUMBER.sub("#", status.scaling.reason)})
+    return status.model_copy(
+        update={"kopf": None, "scaler_state": state, "scaling": scaling, "cached_nodes": 0}
+    )
+
+
+def status_patch(raw: Mapping[str, Any] | None, new: InferencePoolStatus) -> dict[str, Any] | None:
+    """The merge patch of `status` that turns `raw` into `new`; None when they are equal.
+
+    Equality is on the parsed model (not the raw JSON), so formatting differences of times never
+    cause a write, and ignores the volatile keys of scalerState. Keys of the old public status
+    the new one lacks are removed (null).
+    """
+    old_public = {key: value for key, value in (raw or {}).items() if key not in FOREIGN_FIELDS}
+    if old_public and _comparable(parse_status(old_public)) == _comparable(new):
+        return None
+    body: dict[str, Any] = dump_status(new)
+    for key in old_public:
+        if key not in body:
+            body[key] = None
+    return {"status": body}

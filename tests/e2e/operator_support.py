@@ -1,0 +1,205 @@
+"""Running the real operator process (`warmpool operator`) against the e2e cluster.
+
+The operator runs as a separate process with its own identity (a client certificate for user
+`warmpool-operator`, or the chart's ServiceAccount token), so the apiserver's audit log tells its
+requests apart from the test's.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+
+from warmpool.envtest import LocalCluster, find_binary, poll_until
+from warmpool.envtest.process import ComponentProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = ROOT / "crds" / "warmpool.dev_inferencepools.yaml"
+OPERATOR_USER = "warmpool-operator"
+GROUP, VERSION, PLURAL = "warmpool.dev", "v1alpha1", "inferencepools"
+WARM_GATE = "warmpool.dev/warm"
+TIMEOUT = 120.0  # bound for pod lifecycles on a loaded 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def warmpool_executable() -> str:
+    """The console script of this venv (`.venv/bin/warmpool`)."""
+    candidate = Path(sys.executable).parent / "warmpool"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("warmpool")
+    if not found:
+        raise FileNotFoundError("the warmpool console script is not installed in this venv")
+    return found
+
+
+class OperatorProcess:
+    """`warmpool operator` as a real process; started healthy, stopped for sure."""
+
+    def __init__(
+        self, cluster: LocalCluster, kubeconfig: Path, log_dir: Path, extra: Sequence[str] = ()
+    ) -> None:
+        self.cluster = cluster
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        index = len(list(log_dir.glob("operator-*.log")))
+        argv = [
+            warmpool_executable(),
+            "operator",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--health-port",
+            str(self.health_port),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--scaling-interval",
+            "2",
+            "--log-format",
+            "json",
+            "--agent-image",
+            "ghcr.io/warmpool/agent:e2e",
+            *extra,
+        ]
+        self.process = ComponentProcess("operator", argv, log_dir / f"operator-{index}.log")
+        poll_until(self._healthy, what="operator /healthz", timeout=60, describe=self.log_tail)
+
+    def _healthy(self) -> bool:
+        if self.process.exit_code() is not None:
+            raise AssertionError(f"operator exited:\n{self.log_tail()}")
+        try:
+            url = f"http://127.0.0.1:{self.health_port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return int(response.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self.process.log_tail(lines)
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
+            if not match or match.group(1) != name:
+                continue
+            found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+            if all(found.get(k) == v for k, v in labels.items()):
+                total += float(match.group(3))
+        return total
+
+    def stop(self) -> None:
+        self.process.stop(grace_seconds=15)
+
+
+def kubectl(
+    cluster: LocalCluster, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The real kubectl (built with the control plane) as the cluster's admin."""
+    return subprocess.run(
+        [str(find_binary("kubectl")), *args],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
+def install_crd(cluster: LocalCluster, workdir: Path) -> None:
+    """Apply the checked-in InferencePool CRD (server-side) and wait until it is Established."""
+    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
+    kubectl(
+        cluster,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/inferencepools.warmpool.dev",
+    )
+
+
+def as_dict(api: kubernetes.client.ApiClient, obj: Any) -> dict[str, Any]:
+    data: dict[str, Any] = api.sanitize_for_serialization(obj)
+    return data
+
+
+def get_pool(api: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    pool: dict[str, Any] = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return pool
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
+
+
+def pool_pods(api: kubernetes.client.ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    pods = kubernetes.client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=f"warmpool.dev/pool={name}"
+    )
+    return [as_dict(api, pod) for pod in pods.items if pod.metadata.deletion_timestamp is None]
+
+
+def open_gate(api: kubernetes.client.ApiClient, namespace: str, pod: str, now: str) -> None:
+    """What the warm-up sidecar does (its own e2e is the warm-up engineer's): set the pod's
+    `warmpool.dev/warm` condition True through pods/status, with its message format."""
+    body = {
+        "status": {
+            "conditions": [
+                {
+                    "type": WARM_GATE,
+                    "status": "True",
+                    "reason": "Warm",
+                    "message": f"serverReadyAt={now} warmAt={now} requests=10",
+                    "lastTransitionTime": now,
+                }
+            ]
+        }
+    }
+    kubernetes.client.CoreV1Api(api).patch_namespaced_pod_status(pod, namespace, body)
+
+
+def operator_writes(cluster: LocalCluster, user: str, since_index: int) -> list[dict[str, Any]]:
+    """Write requests `user` made after the first `since_index` audit events."""
+    writes = []
+    for event in cluster.audit_events()[since_index:]:
+        if event.get("verb") not in {"create", "update", "patch", "delete", "deletecollection"}:
+            continue
+        if (event.get("user") or {}).get("username") != user:
+            continue
+        writes.append(event)
+    return writes
+
+
+def describe_writes(writes: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"{w.get('verb')} {(w.get('objectRef') or {}).get('resource')}"
+        f"/{(w.get('objectRef') or {}).get('subresource', '')} "
+        f"{(w.get('objectRef') or {}).get('namespace')}/{(w.get('objectRef') or {}).get('name')}"
+        for w in writes
+    )
