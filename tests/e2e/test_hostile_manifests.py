@@ -2,9 +2,10 @@
 CEL) and the pydantic models the operator parses with agree.
 
 - rejected by the apiserver -> the message names a `spec.` field;
-- accepted by the apiserver -> the models accept the stored object (pruned, defaulted) too, except for the checks only the operator
-  can make (a time zone unknown to its tzdata, cron semantics), which the models report with the
-  field named and the operator turns into a Degraded condition.
+- accepted by the apiserver -> the models accept the stored object (pruned, defaulted) too,
+  except for the checks only the operator can make (a time zone unknown to its tzdata, cron
+  semantics), which the models report with the field named and the operator turns into a
+  Degraded condition.
 
 Requests are server-side dry runs: nothing is stored.
 """
