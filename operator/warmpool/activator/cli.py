@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("ENDPOINTS_FILE", None),
         help="no Kubernetes: read pools and endpoints from this JSON file (development/tests)",
     )
+    p.add_argument(
+        "--wake-through-api",
+        dest="kubeconfig_for_wake",
+        action="store_true",
+        default=(_env("WAKE_THROUGH_API", "") or "").lower() in {"1", "true", "yes"},
+        help="with --endpoints-file: still send wake signals through the Kubernetes API",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
 
@@ -101,6 +108,13 @@ async def _run(config: ActivatorConfig, args: argparse.Namespace) -> None:
         source.load()
         source_task = loop.create_task(source.run())
         wake_send = log_wake_sender
+        if args.kubeconfig_for_wake:
+            # Endpoints from the file, wake through the API: the local end-to-end setup, where
+            # pods have loopback IPs that EndpointSlices refuse.
+            from warmpool.activator.wake import KubernetesWakeSender
+
+            api_client = await _kube_client(args.kubeconfig)
+            wake_send = KubernetesWakeSender(api_client)
     else:
         from warmpool.activator.discovery import EndpointSliceWatcher
         from warmpool.activator.wake import KubernetesWakeSender
