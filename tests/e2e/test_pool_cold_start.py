@@ -12,34 +12,20 @@ the pod's identity.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
-from operator_support import (
-    GROUP,
-    OPERATOR_USER,
-    PLURAL,
-    TIMEOUT,
-    VERSION,
-    OperatorProcess,
-    condition,
-    get_pool,
-    install_crd,
-    pool_pods,
-)
+from operator_support import GROUP, PLURAL, VERSION, OperatorProcess, condition, get_pool
+from pool_support import running_operator, running_pod, warm_up_once
 from test_operator import pool_events, wait_pool
 from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
 
 from support.triton import TritonServer, require_triton
-from warmpool.envtest import LocalCluster, poll_until
-from warmpool.envtest.kubeconfig import build_kubeconfig, write_kubeconfig
-from warmpool.warmup.report import parse_message, parse_time
+from warmpool.envtest import LocalCluster
+from warmpool.warmup.report import parse_time
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 POOL = "coldpool"
@@ -48,49 +34,8 @@ INPUTS = [{"name": "INPUT0", "datatype": "FP32", "shape": [4, 1024]}]
 
 @pytest.fixture
 def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    install_crd(cluster, tmp_path)
-    kubeconfig = cluster.kubeconfig_for_user(OPERATOR_USER, groups=["system:masters"])
-    process = OperatorProcess(
-        cluster, kubeconfig, cluster.logs_dir, extra=["--namespace", namespace]
-    )
-    try:
+    with running_operator(cluster, namespace, tmp_path) as process:
         yield process
-    finally:
-        process.stop()
-
-
-def running_pod(api: kubernetes.client.ApiClient, namespace: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        for pod in pool_pods(api, namespace, POOL):
-            ready = condition(pod, "ContainersReady")
-            if pod.get("status", {}).get("podIP") and ready and ready["status"] == "True":
-                return pod
-        return None
-
-    return poll_until(probe, what=f"a running pod of {POOL}", timeout=TIMEOUT)
-
-
-def pod_bound_kubeconfig(
-    cluster: LocalCluster, api: kubernetes.client.ApiClient, namespace: str, pod: dict[str, Any]
-) -> Path:
-    """What the kubelet projects into the warm-up sidecar: a token of the pool's warm-up
-    ServiceAccount (created by the operator), bound to this pod."""
-    account = f"{POOL}-warmup"
-    bound = {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"]["name"]}
-    bound["uid"] = pod["metadata"]["uid"]
-    response = kubernetes.client.CoreV1Api(api).create_namespaced_service_account_token(
-        account,
-        namespace,
-        {"spec": {"audiences": [], "expirationSeconds": 3600, "boundObjectRef": bound}},
-    )
-    config = build_kubeconfig(
-        server=cluster.server,
-        ca_pem=cluster.ca_cert.read_bytes(),
-        user=f"system:serviceaccount:{namespace}:{account}",
-        token=response.status.token,
-        namespace=namespace,
-    )
-    return write_kubeconfig(cluster.root_dir / f"cold-{namespace}.kubeconfig", config)
 
 
 def test_pool_turns_warm_only_after_real_warmup_and_reports_its_cold_start(
@@ -114,54 +59,27 @@ def test_pool_turns_warm_only_after_real_warmup_and_reports_its_cold_start(
     kubernetes.client.CustomObjectsApi(k8s).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, manifest
     )
-    pod = running_pod(k8s, namespace)
+    pod = running_pod(k8s, namespace, POOL)
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
     # The gate holds the pod out of the Service: containers run, the pod is not Ready.
     assert condition(pod, "Ready")["status"] == "False"  # type: ignore[index]
     assert get_pool(k8s, namespace, POOL).get("status", {}).get("warmReplicas", 0) == 0
 
-    kubeconfig = pod_bound_kubeconfig(cluster, k8s, namespace, pod)
     with TritonServer(
         MODELS,
         http_address=ip,
         extra_args=["--model-control-mode=explicit", "--load-model=warmup_curve"],
     ) as triton:
-        warmup = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "warmpool.warmup",
-                "--url",
-                triton.http_url.removeprefix("http://"),
-                "--model",
-                "warmup_curve",
-                "--inputs",
-                json.dumps(INPUTS),
-                "--tolerance",
-                "0.25",
-                "--timeout",
-                "240",
-                "--pod-name",
-                name,
-                "--pod-namespace",
-                namespace,
-                "--kubeconfig",
-                str(kubeconfig),
-                "--health-port",
-                "0",
-                "--once",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        stats = warm_up_once(
+            cluster,
+            k8s,
+            pod,
+            account=f"{POOL}-warmup",
+            triton_url=triton.http_url,
+            model="warmup_curve",
+            inputs=INPUTS,
+            tolerance=0.25,
         )
-        assert warmup.returncode == 0, warmup.stderr[-3000:]
-
-    read = kubernetes.client.CoreV1Api(k8s).read_namespaced_pod(name, namespace)
-    gate = condition(k8s.sanitize_for_serialization(read), "warmpool.dev/warm")
-    assert gate is not None and gate["status"] == "True", gate
-    stats, _ = parse_message(gate["message"])
 
     pool = wait_pool(
         k8s,

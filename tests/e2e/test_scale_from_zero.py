@@ -15,8 +15,6 @@ refuse loopback addresses, so the test tells the activator the warm pod's addres
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,24 +28,19 @@ import numpy as np
 import pytest
 from operator_support import (
     GROUP,
-    OPERATOR_USER,
     PLURAL,
     TIMEOUT,
     VERSION,
     OperatorProcess,
-    condition,
     free_port,
-    install_crd,
-    pool_pods,
     warmpool_executable,
 )
-from test_pool_cold_start import pod_bound_kubeconfig
+from pool_support import running_operator, running_pod, warm_up_once
 from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
 
 from support.triton import TritonServer, require_triton
 from warmpool.envtest import LocalCluster, poll_until
 from warmpool.envtest.process import ComponentProcess
-from warmpool.warmup.report import parse_message
 
 MODELS = Path(__file__).resolve().parents[1] / "integration" / "activator" / "models"
 POOL = "coldpool"
@@ -56,15 +49,8 @@ BURST = 40
 
 @pytest.fixture
 def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    install_crd(cluster, tmp_path)
-    kubeconfig = cluster.kubeconfig_for_user(OPERATOR_USER, groups=["system:masters"])
-    process = OperatorProcess(
-        cluster, kubeconfig, cluster.logs_dir, extra=["--namespace", namespace]
-    )
-    try:
+    with running_operator(cluster, namespace, tmp_path) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def infer(port: int, pool: str, i: int) -> tuple[int, list[float]]:
@@ -179,61 +165,29 @@ def test_burst_at_zero_is_answered_in_full_once_warm(
             print(f"wake_to_scaled_s={wake_to_scaled:.3f} (first request sent -> replicas >= 1)")
             assert not any(call.done() for call in calls), "a request was answered at zero"
 
-            def running() -> dict[str, Any] | None:
-                for pod in pool_pods(k8s, namespace, POOL):
-                    ready = condition(pod, "ContainersReady")
-                    if pod["status"].get("podIP") and ready and ready["status"] == "True":
-                        return pod
-                return None
-
-            pod = poll_until(running, what="the woken pod running", timeout=TIMEOUT)
-            ip, name = pod["status"]["podIP"], pod["metadata"]["name"]
-            kubeconfig = pod_bound_kubeconfig(cluster, k8s, namespace, pod)
+            pod = running_pod(k8s, namespace, POOL)
+            ip = pod["status"]["podIP"]
             with TritonServer(
                 MODELS,
                 http_address=ip,
                 extra_args=["--model-control-mode=explicit", "--load-model=affine"],
             ) as triton:
-                warmup = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "warmpool.warmup",
-                        "--url",
-                        triton.http_url.removeprefix("http://"),
-                        "--model",
-                        "affine",
-                        "--inputs",
-                        json.dumps(inputs),
-                        "--tolerance",
-                        "0.5",
-                        "--timeout",
-                        "240",
-                        "--pod-name",
-                        name,
-                        "--pod-namespace",
-                        namespace,
-                        "--kubeconfig",
-                        str(kubeconfig),
-                        "--health-port",
-                        "0",
-                        "--once",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                    check=False,
+                stats = warm_up_once(
+                    cluster,
+                    k8s,
+                    pod,
+                    account=f"{POOL}-warmup",
+                    triton_url=triton.http_url,
+                    model="affine",
+                    inputs=inputs,
+                    tolerance=0.5,
                 )
-                assert warmup.returncode == 0, warmup.stderr[-3000:]
-                read = kubernetes.client.CoreV1Api(k8s).read_namespaced_pod(name, namespace)
-                gate = condition(k8s.sanitize_for_serialization(read), "warmpool.dev/warm")
-                assert gate is not None and gate["status"] == "True", gate
-                warmed = int(parse_message(gate["message"])[0]["requests"])
+                warmed = int(stats["requests"])
 
                 # The pod is warm: the EndpointSlice controller would now list it.
                 endpoints.write_text(json.dumps({key: [{"ip": ip, "http": triton.http_port}]}))
                 answers = [call.result(timeout=TIMEOUT * 2) for call in calls]
-                stats = json.loads(
+                served_stats = json.loads(
                     urllib.request.urlopen(
                         f"http://{triton.http_url}/v2/models/affine/stats"
                     ).read()
@@ -244,5 +198,5 @@ def test_burst_at_zero_is_answered_in_full_once_warm(
     for i, (status, output) in enumerate(answers):
         assert status == 200
         np.testing.assert_allclose(output, 2 * np.array(values(i)) + 1)
-    served = stats["model_stats"][0]["inference_stats"]["success"]["count"]
+    served = served_stats["model_stats"][0]["inference_stats"]["success"]["count"]
     assert served == BURST + warmed, (served, warmed)

@@ -200,26 +200,30 @@ class CacheSpec(APIModel):
         return self
 
 
+#: KServe v2 datatypes the warm-up program can generate data for (numpy has no bfloat16).
+WarmupDatatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+
+
 class WarmupInput(APIModel):
     """One input tensor of the warm-up requests; its data is generated."""
 
     name: str = Field(min_length=1, max_length=128)
     """Input name as the model declares it."""
-    datatype: Literal[
-        "BOOL",
-        "UINT8",
-        "UINT16",
-        "UINT32",
-        "UINT64",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FP16",
-        "FP32",
-        "FP64",
-        "BYTES",
-    ]
+    datatype: WarmupDatatype
     """KServe v2 datatype (BF16 is not generated: numpy has no bfloat16; give BF16 models
     recorded samples through samplesConfigMap)."""
     shape: list[Annotated[int, Field(ge=1, le=1 << 20)]] = Field(min_length=1, max_length=8)

@@ -20,26 +20,15 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-Datatype = Literal[
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-]
+from warmpool.api.spec import WarmupDatatype
+
+# One list of generatable datatypes for the API and the program that generates them.
+Datatype = WarmupDatatype
 
 NUMPY_DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,
