@@ -265,7 +265,12 @@ def test_schedule_raises_the_floor_when_its_window_opens(
             describe=operator.log_tail,
         )
         assert datetime.now(UTC) >= opens
-        pool = get_pool(k8s, namespace, POOL)
-        assert pool["status"]["scaling"]["effectiveWarmFloor"] == 2
+        # The Deployment is applied before the pool's status is written: wait for the status.
+        poll_until(
+            lambda: get_pool(k8s, namespace, POOL)["status"]["scaling"]["effectiveWarmFloor"] == 2,
+            what="status.scaling.effectiveWarmFloor to show the raised floor",
+            timeout=60,
+            describe=operator.log_tail,
+        )
     finally:
         operator.stop()
