@@ -21,11 +21,11 @@ import kubernetes
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from pool_support import pod_bound_kubeconfig
 
 from support.components import component_unavailable
 from support.triton import TritonServer, free_port, require_triton
 from warmpool.envtest import BinaryNotFoundError, LocalCluster, find_binary, poll_until
-from warmpool.envtest.kubeconfig import build_kubeconfig, write_kubeconfig
 from warmpool.warmup.report import parse_message
 
 GATE = "warmpool.dev/warm"
@@ -170,28 +170,6 @@ def _running_pod(api: kubernetes.client.ApiClient, namespace: str, name: str) ->
     return poll_until(running, what=f"pod {name} running with an IP", timeout=TIMEOUT)
 
 
-def _pod_bound_kubeconfig(
-    cluster: LocalCluster, api: kubernetes.client.ApiClient, namespace: str, pod: dict[str, Any]
-) -> Path:
-    """A kubeconfig with a token bound to ``pod``: what the sidecar's projected token holds."""
-    bound = {"kind": "Pod", "apiVersion": "v1", "name": pod["metadata"]["name"]}
-    bound["uid"] = pod["metadata"]["uid"]
-    response = kubernetes.client.CoreV1Api(api).create_namespaced_service_account_token(
-        SERVICE_ACCOUNT,
-        namespace,
-        {"spec": {"audiences": [], "expirationSeconds": 3600, "boundObjectRef": bound}},
-    )
-    config = build_kubeconfig(
-        server=cluster.server,
-        ca_pem=cluster.ca_cert.read_bytes(),
-        user=f"system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}",
-        token=response.status.token,
-        namespace=namespace,
-    )
-    path = cluster.root_dir / f"warmup-{namespace}-{pod['metadata']['name']}.kubeconfig"
-    return write_kubeconfig(path, config)
-
-
 def _gate_patch(status: str, **extra: str) -> dict[str, Any]:
     return {"status": {"conditions": [{"type": GATE, "status": status, **extra}]}}
 
@@ -212,7 +190,7 @@ def test_sidecar_opens_the_gate_after_warm_up_and_pod_turns_ready_only_then(
     _create_gated_pod(k8s, namespace, "pool-0")
     pod = _running_pod(k8s, namespace, "pool-0")
     ip = pod["status"]["podIP"]
-    kubeconfig = _pod_bound_kubeconfig(cluster, k8s, namespace, pod)
+    kubeconfig = pod_bound_kubeconfig(cluster, k8s, namespace, pod, SERVICE_ACCOUNT)
 
     def ready_is(status: str) -> dict[str, Any] | None:
         current = _pod(k8s, namespace, "pool-0")
@@ -327,7 +305,7 @@ def test_policy_lets_the_identity_change_only_its_own_pods_gate(
         _create_gated_pod(k8s, namespace, name)
     own = _running_pod(k8s, namespace, "own")
     _running_pod(k8s, namespace, "other")
-    kubeconfig = _pod_bound_kubeconfig(cluster, k8s, namespace, own)
+    kubeconfig = pod_bound_kubeconfig(cluster, k8s, namespace, own, SERVICE_ACCOUNT)
 
     with cluster.client(kubeconfig) as api:
         as_sidecar = kubernetes.client.CoreV1Api(api)
