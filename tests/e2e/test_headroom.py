@@ -14,45 +14,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 from operator_support import (
     GROUP,
-    OPERATOR_USER,
     PLURAL,
     TIMEOUT,
     VERSION,
     OperatorProcess,
-    install_crd,
     kubectl,
 )
+from test_operator import operator, operator_kubeconfig  # noqa: F401  (shared fixtures)
 from test_prepull import TAINT_KEY, GpuNodes
 
 from warmpool.envtest import LocalCluster, poll_until
 
 PRIORITY_CLASS = "warmpool-headroom"
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    install_crd(cluster, tmp_path_factory.mktemp("crd"))
-    return cluster.kubeconfig_for_user(OPERATOR_USER, groups=["system:masters"])
-
-
-@pytest.fixture
-def operator(
-    cluster: LocalCluster, operator_kubeconfig: Path, namespace: str
-) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        cluster, operator_kubeconfig, cluster.logs_dir, extra=["--namespace", namespace]
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
@@ -128,7 +107,7 @@ def test_replicas_preempt_placeholders_which_go_pending(
     namespace: str,
     gpu_nodes: GpuNodes,
     headroom_priority_class: str,
-    operator: OperatorProcess,
+    operator: OperatorProcess,  # noqa: F811  (the imported fixture)
 ) -> None:
     # A small cluster: two nodes with one GPU each.
     nodes = [gpu_nodes.add(letter, gpus=1) for letter in "ab"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -27,15 +26,14 @@ import pytest
 import yaml
 from operator_support import (
     GROUP,
-    OPERATOR_USER,
     PLURAL,
     TIMEOUT,
     VERSION,
     OperatorProcess,
     as_dict,
     get_pool,
-    install_crd,
 )
+from test_operator import operator, operator_kubeconfig  # noqa: F401  (shared fixtures)
 
 from warmpool.envtest import LocalCluster, poll_until
 from warmpool.render.labels import prepull_node_label_key
@@ -43,27 +41,6 @@ from warmpool.render.labels import prepull_node_label_key
 FINALIZER = "warmpool.dev/prepull-node-labels"
 FINGERPRINT_ANNOTATION = "warmpool.dev/model-fingerprint"
 TAINT_KEY = "warmpool.dev/e2e-prepull"
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CRD installed, and a kubeconfig for the operator's own user (cluster-admin here;
-    the chart's RBAC, nodes get/list/watch/patch included, is the chart tests' subject)."""
-    install_crd(cluster, tmp_path_factory.mktemp("crd"))
-    return cluster.kubeconfig_for_user(OPERATOR_USER, groups=["system:masters"])
-
-
-@pytest.fixture
-def operator(
-    cluster: LocalCluster, operator_kubeconfig: Path, namespace: str
-) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        cluster, operator_kubeconfig, cluster.logs_dir, extra=["--namespace", namespace]
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 class GpuNodes:
@@ -246,7 +223,7 @@ def test_prepull_labels_verified_nodes_and_replicas_prefer_them(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
     gpu_nodes: GpuNodes,
-    operator: OperatorProcess,
+    operator: OperatorProcess,  # noqa: F811  (the imported fixture)
 ) -> None:
     cached = [gpu_nodes.add(letter) for letter in "abc"]
     uncached = [gpu_nodes.add(letter) for letter in "de"]
@@ -352,7 +329,7 @@ def test_new_revision_relabels_and_prepull_off_cleans_up(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
     gpu_nodes: GpuNodes,
-    operator: OperatorProcess,
+    operator: OperatorProcess,  # noqa: F811  (the imported fixture)
 ) -> None:
     nodes = [gpu_nodes.add(letter) for letter in "abc"]
     pools: Any = kubernetes.client.CustomObjectsApi(k8s)
