@@ -133,6 +133,22 @@ def test_minimal_pool_is_defaulted(
         ),
         ({"model": {**MODEL, "sha256": {"a.bin": "not-hex"}}}, ["spec.model.sha256.a.bin"]),
         (
+            {"model": MODEL, "server": {"env": [{"name": "A", "value": "1"}] * 2}},
+            ["spec.server.env[1]", "Duplicate value"],
+        ),
+        (
+            {"model": MODEL, "server": {"nodeSelector": {"k": "not a label value!"}}},
+            ["spec.server.nodeSelector.k"],
+        ),
+        (
+            {"model": MODEL, "server": {"nodeSelector": {"-bad-key": "v"}}},
+            ["spec.server.nodeSelector", "keys must match"],
+        ),
+        (
+            {"model": {"uri": "file:///etc/../../proc/self"}},
+            ["spec.model.uri", "'..' path segments"],
+        ),
+        (
             {
                 "model": MODEL,
                 "scaling": {

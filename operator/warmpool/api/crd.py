@@ -101,6 +101,16 @@ def _resolve_ref(ref: str, defs: dict[str, JSONSchema]) -> JSONSchema:
     return defs[ref.removeprefix(prefix)]
 
 
+def _key_pattern_rule(pattern: str) -> dict[str, str]:
+    """A CEL rule holding every key of a map to `pattern` (RE2, as the apiserver's CEL has)."""
+    if "'" in pattern:
+        raise ValueError(f"cannot quote key pattern {pattern!r} as a CEL raw string")
+    return {
+        "rule": f"self.all(k, k.matches(r'{pattern}'))",
+        "message": f"keys must match {pattern}",
+    }
+
+
 def structural(schema: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
     """Rewrite one pydantic JSON Schema node (recursively) into a structural CRD schema node."""
     node = dict(schema)
@@ -128,6 +138,15 @@ def structural(schema: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
             # `false` is implied (unknown fields are pruned) and `true` is said with
             # x-kubernetes-preserve-unknown-fields; neither is allowed beside properties.
             continue
+        if key == "patternProperties":
+            # pydantic says a dict's key pattern this way; CRD schemas have no patternProperties:
+            # the values' schema becomes additionalProperties and the key pattern a CEL rule.
+            if len(value) != 1:
+                raise ValueError(f"cannot make a structural schema of patternProperties {value!r}")
+            ((pattern, values),) = value.items()
+            out["additionalProperties"] = structural(values, defs)
+            out.setdefault("x-kubernetes-validations", []).append(_key_pattern_rule(pattern))
+            continue
         if key == "properties":
             out[key] = {name: structural(sub, defs) for name, sub in value.items()}
         elif key == "items":
@@ -142,6 +161,7 @@ def structural(schema: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
                         "message": f"keys must be at most {limit} characters",
                     }
                 )
+
         elif key == "description":
             # Docstrings wrap at the source's line length; kubectl explain re-wraps.
             out[key] = " ".join(str(value).split())

@@ -9,10 +9,12 @@ is older than the operator).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from warmpool.api.base import APIModel, cel
 from warmpool.api.core import (
@@ -34,9 +36,28 @@ MODEL_URI_PATTERN = (
     r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?)$"
 )
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
+#: A `..` path segment. Refused in model URIs: a file:// path would climb out of the directory
+#: it names (and the kubelet refuses such mount paths), an object key would mean another key.
+DOT_DOT_SEGMENT = r"(^|/)[.][.](/|$)"
 # Five whitespace-separated cron fields of the characters cron allows; semantic checks (ranges,
 # names) happen in the operator, which reports them in the Degraded condition.
 CRON_PATTERN = r"^\s*([0-9*/,\-A-Za-z?]+\s+){4}[0-9*/,\-A-Za-z?]+\s*$"
+#: A list whose items are keyed by `name`: the apiserver refuses duplicate names
+#: (`Duplicate value`) and server-side apply merges such lists by name, as core/v1 does for env.
+LIST_KEYED_BY_NAME: JsonDict = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+}
+
+
+def unique_names(names: list[str], field: str) -> None:
+    """Refuse a repeated name in a list keyed by name, naming the item (as the apiserver does)."""
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            raise ValueError(f"{field}[{index}].name: duplicate name {name!r}")
+        seen.add(name)
+
 
 RelativePath = Annotated[str, Field(min_length=1, max_length=1024)]
 TritonBackend = Literal[
@@ -53,6 +74,11 @@ class ModelSpec(APIModel):
             "!(has(self.sha256) && size(self.sha256) > 0 && has(self.sha256File))",
             "set sha256 or sha256File, not both",
             ".sha256File",
+        )
+        | cel(
+            f"!has(self.uri) || !self.uri.matches('{DOT_DOT_SEGMENT}')",
+            "uri must not contain '..' path segments",
+            ".uri",
         )
     )
 
@@ -87,6 +113,8 @@ class ModelSpec(APIModel):
     def _one_checksum_source(self) -> ModelSpec:
         if self.sha256 and self.sha256_file:
             raise ValueError("spec.model: set sha256 or sha256File, not both")
+        if re.search(DOT_DOT_SEGMENT, self.uri):
+            raise ValueError("spec.model.uri: uri must not contain '..' path segments")
         return self
 
 
@@ -143,8 +171,10 @@ class ServerSpec(APIModel):
     """Triton backend of the model; recorded as the pool's label warmpool.dev/backend."""
     args: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=64)
     """Extra tritonserver arguments, appended after the ones warmpool sets."""
-    env: list[EnvVar] = Field(default_factory=list, max_length=64)
-    """Environment of the server container."""
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=64, json_schema_extra=LIST_KEYED_BY_NAME
+    )
+    """Environment of the server container; names are unique."""
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     """CPU and memory of the server container; GPUs come from gpu."""
     gpu: GPUSpec = Field(default_factory=GPUSpec)
@@ -159,6 +189,12 @@ class ServerSpec(APIModel):
     """Server ports."""
     priority_class_name: str | None = Field(default=None, max_length=253)
     """PriorityClass of the replicas."""
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, env: list[EnvVar]) -> list[EnvVar]:
+        unique_names([item.name for item in env], "spec.server.env")
+        return env
 
 
 class CacheSpec(APIModel):
@@ -255,8 +291,11 @@ class WarmupSpec(APIModel):
     """Gate readiness on warm-up; false makes pods Ready as soon as Triton is."""
     protocol: Literal["http", "grpc"] = "http"
     """Protocol of the warm-up requests."""
-    inputs: list[WarmupInput] = Field(default_factory=list, max_length=16)
-    """Input tensors of the warm-up requests; empty takes them from the model's metadata."""
+    inputs: list[WarmupInput] = Field(
+        default_factory=list, max_length=16, json_schema_extra=LIST_KEYED_BY_NAME
+    )
+    """Input tensors of the warm-up requests (names unique); empty takes them from the model's
+    metadata."""
     samples_config_map: ObjectName | None = None
     """ConfigMap of recorded sample requests to replay instead of generated inputs."""
     concurrency: int = Field(default=1, ge=1, le=256)
@@ -279,6 +318,7 @@ class WarmupSpec(APIModel):
             raise ValueError("spec.warmup.minRequests must be <= spec.warmup.maxRequests")
         if self.window > self.max_requests:
             raise ValueError("spec.warmup.window must be <= spec.warmup.maxRequests")
+        unique_names([item.name for item in self.inputs], "spec.warmup.inputs")
         return self
 
 

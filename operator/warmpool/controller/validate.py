@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from croniter import croniter
+from datetime import UTC, datetime
+
+from croniter import CroniterBadDateError, croniter
 from pydantic import ValidationError
 
 from warmpool.api.resource import InferencePool
@@ -54,14 +56,24 @@ def format_validation_error(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+#: Any fixed instant will do: an expression that fires at all fires within croniter's search
+#: horizon from any start, and a fixed one keeps this check pure.
+_CRON_PROBE_START = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def check_crons(pool: InferencePool) -> list[str]:
     problems: list[str] = []
     for index, schedule in enumerate(pool.spec.scaling.schedules):
+        field = f"spec.scaling.schedules[{index}].cron"
         if not croniter.is_valid(schedule.cron):
-            problems.append(
-                f"spec.scaling.schedules[{index}].cron: {schedule.cron!r} is not a valid "
-                "cron expression"
-            )
+            problems.append(f"{field}: {schedule.cron!r} is not a valid cron expression")
+            continue
+        # Valid syntax can still name a date that never comes (`0 0 31 2 *`): the schedule
+        # would then fail on every scaling tick instead of once, here.
+        try:
+            croniter(schedule.cron, _CRON_PROBE_START).get_next(datetime)
+        except CroniterBadDateError:
+            problems.append(f"{field}: {schedule.cron!r} never fires (no such date)")
     return problems
 
 

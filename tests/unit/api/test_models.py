@@ -91,7 +91,18 @@ def test_supported_uris(uri: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["ftp://host/x", "s3://", "hf://only-org", "http://insecure/x", "models/llama", ""]
+    "uri",
+    [
+        "ftp://host/x",
+        "s3://",
+        "hf://only-org",
+        "http://insecure/x",
+        "models/llama",
+        "",
+        "file:///etc/../../proc/self",
+        "s3://bucket/a/../b",
+        "pvc://claim/..",
+    ],
 )
 def test_unsupported_uris(uri: str) -> None:
     with pytest.raises(ValidationError, match="uri"):
@@ -115,6 +126,62 @@ def test_env_value_and_value_from_are_exclusive() -> None:
     env = [{"name": "X", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
     with pytest.raises(ValidationError, match="exclusive"):
         InferencePoolSpec.model_validate(spec(server={"env": env}))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"server": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
+            "spec.server.env[1].name: duplicate name 'A'",
+        ),
+        (
+            {
+                "warmup": {
+                    "inputs": [
+                        {"name": "x", "datatype": "FP32", "shape": [1]},
+                        {"name": "y", "datatype": "FP32", "shape": [1]},
+                        {"name": "x", "datatype": "INT8", "shape": [2]},
+                    ]
+                }
+            },
+            "spec.warmup.inputs[2].name: duplicate name 'x'",
+        ),
+    ],
+)
+def test_lists_keyed_by_name_refuse_duplicates(overrides: dict[str, Any], expected: str) -> None:
+    # The CRD declares these lists as maps keyed by name (the apiserver refuses duplicates and
+    # server-side apply merges by name); the models must refuse what the apiserver refuses.
+    with pytest.raises(ValidationError) as caught:
+        InferencePoolSpec.model_validate(spec(**overrides))
+    assert expected in str(caught.value)
+
+
+def test_dots_inside_a_segment_are_not_dot_dot() -> None:
+    uri = "s3://bucket/v1..v2/model..onnx"
+    assert InferencePoolSpec.model_validate({"model": {"uri": uri}}).model.uri == uri
+
+
+@pytest.mark.parametrize(
+    ("selector", "valid"),
+    [
+        ({"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}, True),
+        ({"pool": ""}, True),
+        ({"k": "not a label value!"}, False),
+        ({"k": "-leading-dash"}, False),
+        ({"Bad_Prefix.io/k": "v"}, False),
+        ({"k" * 64: "v"}, False),
+        ({"k": "v" * 64}, False),
+    ],
+)
+def test_node_selector_holds_kubernetes_label_syntax(selector: dict[str, str], valid: bool) -> None:
+    # A selector the Deployment would be refused for must be refused with the pool.
+    document = spec(server={"nodeSelector": selector})
+    if valid:
+        InferencePoolSpec.model_validate(document)
+    else:
+        with pytest.raises(ValidationError, match="nodeSelector"):
+            InferencePoolSpec.model_validate(document)
 
 
 def test_resource_parses_manifest_with_kopf_status() -> None:
