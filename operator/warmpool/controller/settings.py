@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from warmpool import __version__
@@ -36,6 +36,41 @@ class ActivatorRef:
 
 
 @dataclass(frozen=True)
+class LeaderElectionSettings:
+    """Where the Lease lives and how long a leader holds it (controller-runtime's defaults: a
+    crashed leader is replaced at most lease_duration after its last renewal; docs/ha.md)."""
+
+    namespace: str | None = None
+    """Namespace of the Lease; None: POD_NAMESPACE, else the ServiceAccount's namespace."""
+    lease_name: str = "warmpool-operator"
+    """Name of the Lease (`--leader-election-id`)."""
+    lease_duration_seconds: float = 15.0
+    """How long a standby waits after the last renewal it saw before it takes the Lease."""
+    renew_deadline_seconds: float = 10.0
+    """How long the leader keeps retrying a failed renewal before it exits (crash-only)."""
+    retry_period_seconds: float = 2.0
+    """Seconds between a standby's attempts to acquire, and between the leader's renewals."""
+
+    def problems(self) -> list[str]:
+        """Why these timings are unsafe ([] when they are safe).
+
+        The leader must give up (renew deadline) before a standby may take over (lease
+        duration), and must get several renewal attempts into its deadline: client-go checks
+        the same (leaseDuration > renewDeadline > 1.2 * retryPeriod)."""
+        found = []
+        if self.retry_period_seconds <= 0:
+            found.append("--retry-period must be > 0")
+        if self.renew_deadline_seconds <= 1.2 * self.retry_period_seconds:
+            found.append("--renew-deadline must be > 1.2 x --retry-period")
+        if self.lease_duration_seconds <= self.renew_deadline_seconds:
+            found.append("--lease-duration must be > --renew-deadline")
+        if self.lease_duration_seconds != int(self.lease_duration_seconds):
+            # The Lease stores leaseDurationSeconds as an integer.
+            found.append("--lease-duration must be a whole number of seconds")
+        return found
+
+
+@dataclass(frozen=True)
 class OperatorSettings:
     """Everything the operator process is configured with."""
 
@@ -58,10 +93,11 @@ class OperatorSettings:
     """Port of the operator's Prometheus metrics (0 disables)."""
     kubeconfig: str | None = None
     """Kubeconfig file; None uses the in-cluster ServiceAccount, then the default kubeconfig."""
-    standalone: bool = True
-    """True: no peering (one replica). False: kopf peering for an active/standby pair."""
-    peering_name: str = "warmpool"
-    """Name of the kopf peering object when peering is on."""
+    leader_elect: bool = False
+    """Elect one active replica on a coordination.k8s.io Lease (controller/leader.py); off:
+    this process is the only operator and runs at once."""
+    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    """The Lease and its timings (used when `leader_elect` is on)."""
     scaling_interval_seconds: float = 10.0
     """How often each pool's scaling decision is evaluated."""
     refresh_debounce_seconds: float = 0.2
@@ -72,6 +108,12 @@ class OperatorSettings:
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    @property
+    def standalone(self) -> bool:
+        """One replica that runs at once, without leader election. kopf itself never peers:
+        its peering pauses kopf's handlers but not the operator's own refresh loop."""
+        return not self.leader_elect
 
 
 def _env(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -130,18 +172,59 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--standalone",
-        dest="standalone",
-        action="store_true",
+        dest="leader_elect",
+        action="store_false",
         default=None,
-        help="run without peering (default)",
+        help="run at once as the only operator, without leader election (default)",
     )
     mode.add_argument(
-        "--peering",
-        dest="standalone",
-        action="store_false",
-        help="use kopf peering so that only one of several replicas is active",
+        "--leader-elect",
+        dest="leader_elect",
+        action="store_true",
+        help="run several replicas: only the holder of a coordination.k8s.io Lease works, the "
+        "others wait as standbys. Env WARMPOOL_LEADER_ELECT",
     )
-    parser.add_argument("--peering-name", default=_env(environ, "PEERING_NAME", "warmpool"))
+    # kopf peering is not an HA mode here (it pauses kopf's handlers, not the refresh loop):
+    # the old flags fail with a pointer instead of silently running two writers.
+    mode.add_argument("--peering", dest="peering", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--peering-name", help=argparse.SUPPRESS)
+    defaults = LeaderElectionSettings()
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=_env(environ, "LEADER_ELECTION_NAMESPACE"),
+        help="namespace of the Lease (default: POD_NAMESPACE, else the ServiceAccount's)",
+    )
+    parser.add_argument(
+        "--leader-election-id",
+        default=_env(environ, "LEADER_ELECTION_ID", defaults.lease_name),
+        help="name of the Lease",
+    )
+    for flag, env_name, default, what in (
+        (
+            "--lease-duration",
+            "LEASE_DURATION",
+            defaults.lease_duration_seconds,
+            "seconds a standby waits after the leader's last renewal before taking over",
+        ),
+        (
+            "--renew-deadline",
+            "RENEW_DEADLINE",
+            defaults.renew_deadline_seconds,
+            "seconds the leader retries a failed renewal before it exits",
+        ),
+        (
+            "--retry-period",
+            "RETRY_PERIOD",
+            defaults.retry_period_seconds,
+            "seconds between attempts to acquire or renew the Lease",
+        ),
+    ):
+        parser.add_argument(
+            flag,
+            type=float,
+            default=float(_env(environ, env_name, str(default)) or default),
+            help=f"{what} (default {default:g}). Env WARMPOOL_{env_name}",
+        )
     parser.add_argument(
         "--scaling-interval",
         type=float,
@@ -176,9 +259,27 @@ def parse_settings(
         parser.error("--scaling-interval must be > 0")
     if args.workers < 1:
         parser.error("--workers must be >= 1")
-    standalone = (
-        args.standalone if args.standalone is not None else _env_bool(env, "STANDALONE", True)
+    if args.peering or args.peering_name:
+        parser.error(
+            "kopf peering was replaced by leader election on a Lease: use --leader-elect "
+            "(see docs/ha.md)"
+        )
+    leader_elect = (
+        args.leader_elect
+        if args.leader_elect is not None
+        else _env_bool(env, "LEADER_ELECT", False)
     )
+    election = LeaderElectionSettings(
+        namespace=args.leader_election_namespace or None,
+        lease_name=args.leader_election_id,
+        lease_duration_seconds=args.lease_duration,
+        renew_deadline_seconds=args.renew_deadline,
+        retry_period_seconds=args.retry_period,
+    )
+    if not args.leader_election_id:
+        parser.error("--leader-election-id must not be empty")
+    for problem in election.problems() if leader_elect else ():
+        parser.error(problem)
     return OperatorSettings(
         namespaces=tuple(dict.fromkeys(namespaces)),
         prometheus_url=args.prometheus_url or None,
@@ -190,8 +291,8 @@ def parse_settings(
         health_port=args.health_port,
         metrics_port=args.metrics_port,
         kubeconfig=args.kubeconfig or None,
-        standalone=standalone,
-        peering_name=args.peering_name,
+        leader_elect=leader_elect,
+        leader_election=election,
         scaling_interval_seconds=args.scaling_interval,
         workers=args.workers,
     )

@@ -36,10 +36,3 @@ def test_activator_service_is_namespace_slash_name() -> None:
     assert settings.activator == ActivatorRef("warmpool-system", "activator")
     with pytest.raises(SystemExit):
         parse_settings(["--activator-service", "activator"], environ={})
-
-
-def test_peering_and_standalone_are_exclusive() -> None:
-    assert parse_settings(["--peering"], environ={}).standalone is False
-    assert parse_settings([], environ={"WARMPOOL_STANDALONE": "false"}).standalone is False
-    with pytest.raises(SystemExit):
-        parse_settings(["--peering", "--standalone"], environ={})
