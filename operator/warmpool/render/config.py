@@ -41,7 +41,7 @@ class RenderConfig:
     """Image of the containers that only hold a place (headroom placeholders, pre-pull pods)."""
     warmup_cluster_role: str = "warmpool-warmup"
     """ClusterRole (from the Helm chart) bound in the pool's namespace to the warm-up
-    ServiceAccount: get pods, patch pods/status."""
+    ServiceAccount: patch pods/status."""
     model_repository_path: str = "/models"
     """Triton's --model-repository inside the pod: an emptyDir where the prefetcher links the
     model into the cache."""

@@ -1,7 +1,7 @@
 """The warm-up sidecar's identity: ServiceAccount and RoleBinding `<pool>-warmup` (pure).
 
 The RoleBinding grants, in the pool's namespace only, the chart's ClusterRole `warmpool-warmup`
-(get pods, patch pods/status): enough to open the pod's readiness gate and nothing more.
+(patch pods/status only): enough to open the pod's readiness gate and nothing more.
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def test_operator_binds_only_the_warmup_role(installed: LocalCluster) -> None:
     warmup = as_service_account(installed, f"{pool}-warmup", POOLS_NAMESPACE)
     with installed.client(warmup) as api:
         assert can(api, "patch", "pods/status", namespace=POOLS_NAMESPACE)
-        assert can(api, "get", "pods", namespace=POOLS_NAMESPACE)
+        assert not can(api, "get", "pods", namespace=POOLS_NAMESPACE)
         assert not can(api, "patch", "pods/status", namespace=NAMESPACE)
         assert not can(api, "patch", "pods", namespace=POOLS_NAMESPACE)
 

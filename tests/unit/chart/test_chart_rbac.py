@@ -49,28 +49,28 @@ def g(group: str, resource: str, verbs: str, names: tuple[str, ...] = ()) -> Gra
 
 # The operator's namespaced grants (docs/rbac.md explains each).
 OPERATOR_NAMESPACED = {
-    g("warmpool.dev", "inferencepools", "get list watch patch"),
-    g("warmpool.dev", "inferencepools/status", "get patch update"),
+    g("warmpool.dev", "inferencepools", "list watch patch"),
+    g("warmpool.dev", "inferencepools/status", "patch"),
     g("warmpool.dev", "inferencepools/finalizers", "update"),
     g("apps", "deployments", "get list watch create patch delete"),
-    g("apps", "daemonsets", "get list watch create patch delete"),
-    g("", "services", "get list watch create patch delete"),
+    g("apps", "daemonsets", "get list create patch delete"),
+    g("", "services", "get list create patch"),
     g("discovery.k8s.io", "endpointslices", "get list watch create patch delete"),
-    g("", "pods", "get list watch"),
-    g("", "events", "create patch"),
-    g("events.k8s.io", "events", "create patch"),
-    g("", "serviceaccounts", "get list watch create patch delete"),
-    g("rbac.authorization.k8s.io", "rolebindings", "get list watch create patch delete"),
+    g("", "pods", "list watch"),
+    g("", "events", "create"),
+    g("events.k8s.io", "events", "create"),
+    g("", "serviceaccounts", "get list create patch"),
+    g("rbac.authorization.k8s.io", "rolebindings", "get list create patch"),
     g("rbac.authorization.k8s.io", "clusterroles", "bind", (WARMUP_ROLE,)),
 }
 OPERATOR_CLUSTER = {
-    g("", "nodes", "get list watch patch"),
+    g("", "nodes", "list patch"),
     g("apiextensions.k8s.io", "customresourcedefinitions", "list watch"),
 }
 NAMESPACES_GRANT = g("", "namespaces", "list watch")
-WARMUP = {g("", "pods", "get"), g("", "pods/status", "patch")}
+WARMUP = {g("", "pods/status", "patch")}
 ACTIVATOR_GRANTS = {
-    g("discovery.k8s.io", "endpointslices", "get list watch"),
+    g("discovery.k8s.io", "endpointslices", "list watch"),
     g("warmpool.dev", "inferencepools", "patch"),
 }
 

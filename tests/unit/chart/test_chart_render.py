@@ -97,7 +97,7 @@ def test_validation_is_strict(monitoring_crd_schemas: dict[str, Manifest]) -> No
 @pytest.mark.helm
 @pytest.mark.parametrize(
     "bad_value",
-    ["operator.replicas=2", "activator.pdb.maxUnavailable=1", "crds.install=true", "bogus=1"],
+    ["operator.replicaCount=2", "activator.pdb.maxUnavailable=1", "crds.install=true", "bogus=1"],
 )
 def test_values_schema_rejects_unknown_keys(helm: Path, bad_value: str) -> None:
     result = run_helm(
