@@ -10,7 +10,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -133,6 +133,42 @@ class LocalCluster:
         """Stop every component (newest first) and leave no process behind. Idempotent."""
         self._stop_processes()
         self._remove_owned_root()
+
+    def restart_apiserver(
+        self, *, crash: bool = False, while_down: Callable[[], object] | None = None
+    ) -> float:
+        """Stop kube-apiserver and start it again with the same ports, certificates, etcd and
+        audit log; wait until /readyz answers. ``crash`` SIGKILLs it (no graceful shutdown)
+        instead of SIGTERM; ``while_down`` is called between stop and start (e.g. a bounded
+        wait until a client has felt the outage). Returns the seconds from the stop signal
+        to ready."""
+        return self._restart(
+            "kube-apiserver",
+            f"{self.server}/readyz",
+            self._admin_tls(),
+            crash=crash,
+            while_down=while_down,
+        )
+
+    def restart_etcd(
+        self, *, crash: bool = False, while_down: Callable[[], object] | None = None
+    ) -> float:
+        """Stop etcd and start it again on the same data directory and ports (nothing is
+        lost: writes are in the page cache even without fsync); wait until etcd's /health
+        and then the apiserver's /readyz (its etcd check) answer. ``crash`` SIGKILLs it;
+        ``while_down`` as for restart_apiserver. Returns the seconds from the stop signal to
+        the apiserver ready again."""
+        started = time.monotonic()
+        health = f"http://127.0.0.1:{self._started_ports.etcd}/health"
+        self._restart("etcd", health, crash=crash, while_down=while_down)
+        apiserver = self._process("kube-apiserver")
+        self._wait_http(apiserver, f"{self.server}/readyz", self._admin_tls())
+        return round(time.monotonic() - started, 2)
+
+    def apiserver_ready(self) -> bool:
+        """Whether kube-apiserver's /readyz answers 200: it serves, and every readiness check
+        (its etcd connection included) passes."""
+        return http_ok(f"{self.server}/readyz", self._admin_tls(), timeout=2.0)
 
     @property
     def processes(self) -> Sequence[ComponentProcess]:
@@ -387,6 +423,42 @@ class LocalCluster:
             process=process,
         )
         self.startup_seconds[process.name] = round(time.monotonic() - process.started_at, 2)
+
+    def _admin_tls(self) -> ssl.SSLContext:
+        return tls_context(self.ca_cert, (self.pki_dir / "admin.crt", self.pki_dir / "admin.key"))
+
+    def _process(self, name: str) -> ComponentProcess:
+        found = next((p for p in self._processes if p.name == name), None)
+        if found is None:
+            raise RuntimeError(f"{name} is not running in this cluster")
+        return found
+
+    def _restart(
+        self,
+        name: str,
+        health_url: str,
+        context: ssl.SSLContext | None = None,
+        *,
+        crash: bool,
+        while_down: Callable[[], object] | None,
+    ) -> float:
+        """Replace component ``name`` by a new process of the same command line, in the same
+        place in the start order (so stop() still stops newest first); wait until healthy."""
+        old = self._process(name)
+        started = time.monotonic()
+        if crash:
+            old.kill()
+        else:
+            old.stop(self.stop_grace)
+        try:
+            if while_down is not None:
+                while_down()
+        finally:
+            # Started again even when while_down failed: later users of the cluster need it.
+            new = old.respawn()
+            self._processes[self._processes.index(old)] = new
+        self._wait_http(new, health_url, context)
+        return round(time.monotonic() - started, 2)
 
     def _wait_for_default_service_account(self, controller_manager: ComponentProcess) -> None:
         """Pods cannot be created before the ServiceAccount controller made ``default``

@@ -29,6 +29,8 @@ class ComponentProcess:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
+        self.cwd = cwd
+        self.env = env
         self.started_at = time.monotonic()
         with log_path.open("ab") as log:
             log.write(f"# {' '.join(self.argv)}\n".encode())
@@ -61,6 +63,11 @@ class ComponentProcess:
             return None
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
+    def respawn(self) -> ComponentProcess:
+        """A new process with this one's command line, directory, environment and log (the
+        log is appended to, with the command line as a separator). Stop this one first."""
+        return ComponentProcess(self.name, self.argv, self.log_path, cwd=self.cwd, env=self.env)
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the component's log."""
         return tail(self.log_path, lines)
@@ -82,6 +89,14 @@ class ComponentProcess:
         _signal_group(self.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=grace_seconds)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash: no shutdown code runs) and reap it."""
+        if self._popen.returncode is not None:
+            return
+        _signal_group(self.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=30)
 
 
 def _orphan_guard() -> list[str]:
