@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warmpool.api.resource import POOL_LABEL
+from warmpool.render.labels import SPEC_HASH_ANNOTATION
 
 Obj = dict[str, Any]
 PoolKey = tuple[str, str]
@@ -74,6 +75,44 @@ def slim_pod(pod: Mapping[str, Any]) -> Obj:
     )
 
 
+def slim_pool(pool: Mapping[str, Any]) -> Obj:
+    """A deep copy of a pool without metadata.managedFields, which the operator never reads
+    and which is most of a pool's bytes once three managers (the user, kopf, the operator's
+    status) have written it: copying it on every event was CPU and keeping it 1,000 times was
+    memory (benchmarks/scale.py)."""
+    meta = {k: v for k, v in (pool.get("metadata") or {}).items() if k != "managedFields"}
+    return copy.deepcopy({**pool, "metadata": meta})
+
+
+def slim_deployment(deployment: Mapping[str, Any]) -> Obj:
+    """What the operator reads of a Deployment: its identity, spec-hash and replicas. Keeping
+    whole Deployments (a pod template each) and deep-copying them on every status event was
+    7% of the operator's CPU while 300 pools converged (py-spy, benchmarks/scale.py)."""
+    meta = deployment.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    slim: Obj = {
+        "apiVersion": deployment.get("apiVersion", "apps/v1"),
+        "kind": deployment.get("kind", "Deployment"),
+        "metadata": {
+            key: copy.deepcopy(meta[key])
+            for key in (
+                "name",
+                "namespace",
+                "uid",
+                "labels",
+                "ownerReferences",
+                "deletionTimestamp",
+                "resourceVersion",
+            )
+            if key in meta
+        },
+        "spec": {"replicas": (deployment.get("spec") or {}).get("replicas")},
+    }
+    if SPEC_HASH_ANNOTATION in annotations:
+        slim["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: annotations[SPEC_HASH_ANNOTATION]}
+    return slim
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One ready activator pod."""
@@ -87,7 +126,9 @@ class ClusterCache:
 
     def __init__(self) -> None:
         self._pools: dict[PoolKey, Obj] = {}
-        self._deployments: dict[PoolKey, Obj] = {}
+        # Every Deployment labelled with a pool (its server Deployment, its headroom
+        # placeholders), slimmed, by (namespace, name).
+        self._deployments: dict[tuple[str, str], Obj] = {}
         self._pods: dict[PoolKey, dict[str, Obj]] = {}
         self._activator_slices: dict[str, Obj] = {}
 
@@ -98,7 +139,7 @@ class ClusterCache:
         if event_type == DELETED:
             self._pools.pop(key, None)
         elif is_newer(body, self._pools.get(key)):
-            self._pools[key] = copy.deepcopy(dict(body))
+            self._pools[key] = slim_pool(body)
         return key
 
     def pool(self, key: PoolKey) -> Obj | None:
@@ -109,18 +150,26 @@ class ClusterCache:
 
     # deployments
     def observe_deployment(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey | None:
+        """Remember a pool's Deployment; the pool's key when it is the pool's server Deployment
+        (whose changes are news for the pool's status), else None."""
         key = pool_key_of(body)
-        name = (body.get("metadata") or {}).get("name")
-        if key is None or name != key[1]:
-            return None  # not the pool's server Deployment (e.g. its headroom placeholders)
+        if key is None:
+            return None
+        name = str((body.get("metadata") or {}).get("name"))
+        where = (key[0], name)
         if event_type == DELETED:
-            self._deployments.pop(key, None)
-        elif is_newer(body, self._deployments.get(key)):
-            self._deployments[key] = copy.deepcopy(dict(body))
-        return key
+            self._deployments.pop(where, None)
+        elif is_newer(body, self._deployments.get(where)):
+            self._deployments[where] = slim_deployment(body)
+        return key if name == key[1] else None
 
     def deployment(self, key: PoolKey) -> Obj | None:
+        """The pool's server Deployment (named like the pool)."""
         return self._deployments.get(key)
+
+    def deployment_named(self, namespace: str, name: str) -> Obj | None:
+        """Any pool-labelled Deployment (e.g. `<pool>-headroom`); None when none was seen."""
+        return self._deployments.get((namespace, name))
 
     # pods
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey | None:

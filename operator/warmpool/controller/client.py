@@ -8,13 +8,17 @@ cleanup (an aiohttp session must not be opened per call).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
@@ -28,6 +32,7 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "warmpool"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 #: REST plural of every kind the operator reads or writes.
 PLURALS: Mapping[str, str] = {
@@ -116,18 +121,37 @@ def pool_ref(namespace: str, name: str) -> ObjectRef:
 WriteObserver = Callable[[str, str], None]
 
 
+#: Requests in flight at once per client, measured with benchmarks/scale.py on the 2-core shared
+#: box. Unbounded (aiohttp's pool of 100): 300 new pools sent ~100 applies at a time, the
+#: apiserver answered some after 20 s, others timed out (30 s) and were retried: 103 s.
+#: 1,000 pools: 16 -> 159 s (peak RSS 242 MiB), 32 -> 73 s (265 MiB), 64 -> 63 s (295 MiB),
+#: no timeout, 7 writes per pool in each (loads differ: see docs/scale.md). The apiserver's
+#: applies are latency-bound (p50 0.3 s at ~60% of a core), so concurrency buys throughput
+#: until the operator's memory for the requests in flight grows: 32. The rest waits here.
+MAX_IN_FLIGHT = 32
+
+
 class KubeClient:
     """Asynchronous reads and writes; every write is reported to `on_write(verb, kind)`."""
 
-    def __init__(self, api: k8s.ApiClient, on_write: WriteObserver | None = None) -> None:
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        on_write: WriteObserver | None = None,
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         self._api = api
         self._on_write = on_write
+        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     @classmethod
     async def connect(
         cls, kubeconfig: str | None, on_write: WriteObserver | None = None
     ) -> KubeClient:
-        return cls(k8s.ApiClient(await load_configuration(kubeconfig)), on_write)
+        api = k8s.ApiClient(await load_configuration(kubeconfig))
+        skip_environment_lookups(api)
+        return cls(api, on_write)
 
     @property
     def configuration(self) -> k8s.Configuration:
@@ -144,26 +168,41 @@ class KubeClient:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         try:
-            return await self._api.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                response_types_map={200: "object", 201: "object", 202: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-                _request_timeout=30,
-            )
+            async with self._in_flight:
+                return await self._call_unbounded(path, method, query, headers, body)
         except k8s.ApiException as error:
             raise ApiError(
                 int(error.status or 0), str(error.reason), str(error.body or "")
             ) from None
-        except (OSError, TimeoutError) as error:  # connection refused, reset, timeout
+        # Connection refused, reset, timeout -- and aiohttp's own errors that are not OSErrors:
+        # ServerDisconnectedError when the apiserver dies mid-request (tests/e2e/test_faults.py
+        # found it escaping as a bare exception, which kopf retried only after 60 s).
+        except (OSError, TimeoutError, aiohttp.ClientError) as error:
             raise ApiError(0, type(error).__name__, str(error)) from error
+
+    async def _call_unbounded(
+        self,
+        path: str,
+        method: str,
+        query: list[tuple[str, str]] | None,
+        headers: dict[str, str],
+        body: Any,
+    ) -> Any:
+        return await self._api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            response_types_map={200: "object", 201: "object", 202: "object"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _request_timeout=30,
+        )
 
     def _wrote(self, verb: str, kind: str) -> None:
         if self._on_write is not None:
@@ -178,6 +217,22 @@ class KubeClient:
                 return None
             raise
         return result
+
+    async def list_metadata(
+        self, api_version: str, kind: str, namespace: str | None, label_selector: str = ""
+    ) -> tuple[list[Obj], str | None]:
+        """Only the metadata of the matching objects (a PartialObjectMetadataList: a fraction of
+        the bytes of a full LIST), and the list's resourceVersion."""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        result = await self._call(
+            "GET",
+            collection_path(api_version, kind, namespace),
+            query=query,
+            accept=METADATA_LIST,
+        )
+        items: list[Obj] = list(result.get("items") or [])
+        version = (result.get("metadata") or {}).get("resourceVersion")
+        return items, str(version) if version else None
 
     async def list(
         self, api_version: str, kind: str, namespace: str | None, label_selector: str = ""
@@ -230,6 +285,26 @@ class KubeClient:
             raise
         self._wrote("delete", ref.kind)
         return True
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+
+
+def skip_environment_lookups(api: k8s.ApiClient) -> None:
+    """kubernetes_asyncio opens its aiohttp session with trust_env=True: aiohttp then looks up
+    proxy variables and ~/.netrc for EVERY request, in a thread of the default executor. With
+    1,000 pools that was ~4% of the operator's CPU and a thread hop per request (py-spy,
+    benchmarks/scale.py). When no proxy variable and no netrc file exist, the lookups cannot
+    find anything: turn them off. (aiohttp keeps the flag in `_trust_env`; left alone when a
+    future aiohttp lacks it.)"""
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return
+    netrc = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    if Path(netrc).exists():
+        return
+    session = getattr(api.rest_client, "pool_manager", None)
+    if session is not None and hasattr(session, "_trust_env"):
+        session._trust_env = False
 
 
 async def load_configuration(kubeconfig: str | None) -> k8s.Configuration:

@@ -55,6 +55,10 @@ class Runtime:
     metrics: OperatorMetrics
     reconciler: Reconciler
     loop: RefreshLoop
+    indexed: asyncio.Event
+    """Set by the first non-index handler: kopf runs none before its initial listings (and the
+    index primers in `register`) are through, so from then on the cache holds the whole
+    cluster."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -90,12 +94,22 @@ async def build_runtime(config: OperatorSettings) -> Runtime:
     async def refresh(key: tuple[str, str], trigger: str) -> object:
         return await reconciler.sync(key, "tick" if trigger == "tick" else "observe")
 
+    try:
+        # One metadata LIST per child kind instead of a GET per child of every pool on resume.
+        await reconciler.applier.prime_all(config.namespaces)
+    except ApiError as error:
+        logger.warning("listing the pools' children failed (read one by one): %s", error)
+
+    indexed = asyncio.Event()
     loop = RefreshLoop(
         refresh,
         cache.pool_keys,
         interval=config.scaling_interval_seconds,
         debounce=config.refresh_debounce_seconds,
         workers=config.workers,
+        # A restarted operator ticked pools before kopf had listed their Deployments and
+        # re-applied 3 of 300 as "missing" (benchmarks/scale.py): wait for the listings.
+        ready=indexed,
     )
     return Runtime(
         settings=config,
@@ -104,6 +118,7 @@ async def build_runtime(config: OperatorSettings) -> Runtime:
         metrics=metrics,
         reconciler=reconciler,
         loop=loop,
+        indexed=indexed,
     )
 
 
@@ -121,11 +136,33 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) ->
     # kopf posts an Event for every handler success by default: one write per resume of every
     # pool. Only its warnings and errors become Events; ours say what happened to the pool.
     settings.posting.level = logging.WARNING
-    # One replica by default; --peering turns on kopf's active/standby peering.
-    settings.peering.standalone = config.standalone
-    settings.peering.name = config.peering_name
-    settings.peering.clusterwide = config.clusterwide
-    # Worker limits and timeouts stay at kopf's defaults: not measured to need a change.
+    # kopf never peers: its peering pauses kopf's handlers but not the refresh loop. HA is
+    # leader election on a Lease (controller/leader.py): only the leader runs kopf at all.
+    settings.peering.standalone = True
+    # After its own patch of a pool (the diff-base), kopf waits this long for the patched
+    # version to come back through the watch before it trusts older events again. At 1,000
+    # new pools on the loaded 2-core box the watch lagged more than the default 5 s: kopf then
+    # took a stale event for a new pool, ran the create handler again and patched the pool a
+    # second time -- 484 extra writes (benchmarks/scale.py). Only this pool's changing handlers
+    # wait; its event handlers (the cache) and every other pool go on.
+    settings.persistence.consistency_timeout = 30.0
+    # kopf lists each watched kind in one response by default: at a restart with 1,000 pools
+    # that is 1,000 whole Deployments and 1,000 pools parsed at once, and the restarted
+    # operator peaked at 284-299 MiB (benchmarks/scale.py; 279 MiB with pages of 200).
+    settings.watching.chunk_size = 200
+    # Worker limits and timeouts otherwise stay at kopf's defaults (docs/scale.md):
+    # - queueing.worker_limit stays None (unlimited). kopf's limit counts a per-object worker
+    #   until it has been idle for queueing.idle_timeout (5 s), so a limit of N admits about
+    #   N new pools per 5 s (read in kopf's queueing code, not benchmarked): 16 would take
+    #   minutes for 1,000 pools. What needs bounding is the load on the apiserver, and the
+    #   operator's client bounds that (client.MAX_IN_FLIGHT).
+    # - queueing.idle_timeout stays 5 s: a lingering worker is a parked coroutine (memory
+    #   within the RSS measured), and a shorter one only recreates workers on the next event.
+    # - time-based batching (batch_window) no longer exists in kopf 1.45; the refresh loop
+    #   coalesces pod and Deployment events per pool instead (loop.py).
+    # - watching/networking timeouts: kopf retries a failed watch request itself (seen once
+    #   at 1,000 pools on the loaded box) and its patches did not time out once the
+    #   operator's own requests were bounded.
 
 
 def _key(body: kopf.Body) -> tuple[str, str]:
@@ -133,6 +170,7 @@ def _key(body: kopf.Body) -> tuple[str, str]:
 
 
 async def _sync_or_raise(runtime: Runtime, body: kopf.Body, trigger: Trigger) -> None:
+    runtime.indexed.set()
     try:
         result = await runtime.reconciler.sync(_key(body), trigger, body=dict(body))
     except ApiError as error:
@@ -157,6 +195,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         runtime = await build_runtime(config)
         runtime.metrics.serve(config.metrics_port)
         runtime.tasks.append(asyncio.create_task(runtime.loop.run(), name="warmpool-refresh"))
+        runtime.tasks.append(
+            asyncio.create_task(
+                runtime.reconciler.applier.keep_primed(config.namespaces),
+                name="warmpool-children-lister",
+            )
+        )
         memo["runtime"] = runtime
         logger.info(
             "warmpool operator started: namespaces=%s activator=%s scaling-interval=%ss",
@@ -203,6 +247,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     @kopf.on.event(GROUP, VERSION, PLURAL, id="pool-cache", registry=registry)
     async def pool_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         runtime = runtime_of(memo)
+        runtime.indexed.set()
         key = runtime.cache.observe_pool(event.get("type"), body)
         if event.get("type") == DELETED:
             runtime.reconciler.forget(key)
@@ -212,6 +257,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     )
     async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         runtime = runtime_of(memo)
+        runtime.indexed.set()
         key = runtime.cache.observe_pod(event.get("type"), body)
         if key is not None and runtime.cache.pool(key) is not None:
             runtime.loop.mark(key)
@@ -228,6 +274,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
         runtime = runtime_of(memo)
+        runtime.indexed.set()
         key = runtime.cache.observe_deployment(event.get("type"), body)
         if key is not None and runtime.cache.pool(key) is not None:
             runtime.loop.mark(key)

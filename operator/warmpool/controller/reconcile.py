@@ -12,6 +12,8 @@ compared by their spec-hash, status by value.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +23,7 @@ from typing import Any, Literal, Protocol
 
 from warmpool.api.resource import InferencePool
 from warmpool.api.status import ColdStart, InferencePoolStatus, Phase
-from warmpool.controller.apply import Applier
+from warmpool.controller.apply import Applier, spec_hash
 from warmpool.controller.cache import ClusterCache, PoolKey
 from warmpool.controller.client import ApiError, KubeClient, ObjectRef, pool_ref
 from warmpool.controller.coldstart import describe, new_cold_starts
@@ -145,15 +147,25 @@ class Reconciler:
         self._render_config = render_config(settings)
         self._locks: dict[PoolKey, asyncio.Lock] = {}
         self._phases: dict[PoolKey, str] = {}
+        # Per pool: the signature of the last render's inputs and what it applied. A refresh
+        # with the same inputs whose children are all still as applied skips rendering (37% of
+        # an idle sync's CPU: 1,000 pools are refreshed every scaling interval).
+        self._applied: dict[PoolKey, tuple[str, tuple[AppliedChild, ...]]] = {}
 
     @property
     def cache(self) -> ClusterCache:
         return self._cache
 
+    @property
+    def applier(self) -> Applier:
+        """What knows the children's live spec-hashes (primed by LIST at startup)."""
+        return self._applier
+
     def forget(self, key: PoolKey) -> None:
         """A pool is gone: drop its lock, remembered children and phase."""
         self._locks.pop(key, None)
         self._phases.pop(key, None)
+        self._applied.pop(key, None)
         self._applier.forget(*key)
         self._scaling.forget(key)
         self._metrics.set_pool_phases(self._phases.values())
@@ -219,14 +231,19 @@ class Reconciler:
         decision = apply_wake(decision, pool, now)
         mode = service_mode(counts.warm, self._settings)
         endpoints = self._activator_endpoints() if mode == "activator" else None
-        children = build_children(
-            pool,
-            self._render_config,
-            replicas=decision.desired_replicas,
-            service_mode=mode,
-            activator_endpoints=endpoints,
-        )
-        writes = await self._apply_children(key, pool, children)
+        signature = render_signature(body, decision.desired_replicas, mode, endpoints)
+        if self._children_current(key, signature):
+            writes = 0  # same inputs as the last render, and every child still as applied
+        else:
+            children = build_children(
+                pool,
+                self._render_config,
+                replicas=decision.desired_replicas,
+                service_mode=mode,
+                activator_endpoints=endpoints,
+            )
+            writes = await self._apply_children(key, pool, children)
+            self._applied[key] = (signature, tuple(applied_summary(c) for c in children))
         cold_starts = new_cold_starts(pods, previous.last_cold_start)
         status = compute_status(
             StatusInputs(
@@ -271,6 +288,23 @@ class Reconciler:
         await self._report(body, previous, status, [])
         return SyncResult(phase=status.phase, invalid=invalid.message, writes=writes)
 
+    def _children_current(self, key: PoolKey, signature: str) -> bool:
+        """Whether the last render had these inputs and each of its children is still as
+        applied (Deployments in the watch cache, the rest as the applier last saw them)."""
+        known = self._applied.get(key)
+        if known is None or known[0] != signature:
+            return False
+        for kind, name, wanted, replicas in known[1]:
+            if kind == "Deployment":
+                live = self._cache.deployment_named(key[0], name)
+                if live is None or spec_hash(live) != wanted:
+                    return False
+                if replicas is not None and (live.get("spec") or {}).get("replicas") != replicas:
+                    return False
+            elif not self._applier.is_current(kind, key[0], name, wanted):
+                return False
+        return True
+
     def _activator_endpoints(self) -> ActivatorEndpoints:
         found = self._cache.activator_endpoints()
         ports = dict(found[0].ports) if found else {}
@@ -287,8 +321,8 @@ class Reconciler:
             kind, name = str(child["kind"]), str(child["metadata"]["name"])
             rendered.add((kind, name))
             try:
-                if kind == "Deployment" and name == pool.metadata.name:
-                    live = self._cache.deployment(key)
+                if kind == "Deployment":  # every pool-labelled Deployment is in the cache
+                    live = self._cache.deployment_named(key[0], name)
                     writes += await self._applier.apply(child, live, live_known=True)
                 else:
                     writes += await self._applier.apply(child)
@@ -301,7 +335,13 @@ class Reconciler:
             if (kind, name) in rendered:
                 continue
             ref = ObjectRef(api_version, kind, name, pool.metadata.namespace)
-            writes += await self._applier.delete(ref, owner_uid=pool.metadata.uid)
+            if kind == "Deployment":
+                cached = self._cache.deployment_named(key[0], name)
+                writes += await self._applier.delete(
+                    ref, owner_uid=pool.metadata.uid, live=cached, live_known=True
+                )
+            else:
+                writes += await self._applier.delete(ref, owner_uid=pool.metadata.uid)
         return writes
 
     async def _write_status(self, key: PoolKey, body: Obj, status: InferencePoolStatus) -> int:
@@ -327,8 +367,11 @@ class Reconciler:
         """Events and metrics for what changed between `previous` and `status`."""
         meta = body.get("metadata") or {}
         key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
-        self._phases[key] = status.phase.value
-        self._metrics.set_pool_phases(self._phases.values())
+        if self._phases.get(key) != status.phase.value:
+            # Re-counted only on a change: counting every pool on every refresh was O(pools²)
+            # per tick.
+            self._phases[key] = status.phase.value
+            self._metrics.set_pool_phases(self._phases.values())
         for cold_start in cold_starts:
             self._metrics.observe_cold_start(cold_start)
             await self._events.post(
@@ -353,7 +396,9 @@ class Reconciler:
             await self._events.post(
                 body, type="Warning", reason="Degraded", action="Validate", note=degraded
             )
-        if status.phase != previous.phase:
+        # A pool's first status is no transition (its "previous" phase is only the default):
+        # posting one anyway was 1 of ~9 writes per new pool (benchmarks/scale.py).
+        if status.phase != previous.phase and previous.conditions:
             await self._events.post(
                 body,
                 type="Warning" if status.phase == Phase.DEGRADED else "Normal",
@@ -361,6 +406,60 @@ class Reconciler:
                 action="Observe",
                 note=f"phase {previous.phase.value} -> {status.phase.value}",
             )
+        # Traffic became unreadable (Prometheus down): the scaler now holds replicas instead of
+        # following demand; say so once, on the True -> False edge (a pool that never had
+        # metrics, e.g. no --prometheus-url, gets no Event). Found by tests/e2e/test_faults.py.
+        if (
+            _condition_status(previous, "MetricsAvailable") == "True"
+            and _condition_status(status, "MetricsAvailable") == "False"
+        ):
+            await self._events.post(
+                body,
+                type="Warning",
+                reason="MetricsUnavailable",
+                action="Scale",
+                note=(
+                    f"traffic unreadable, replicas held at {status.desired_replicas}: "
+                    f"{status.scaling.reason}"
+                )[:1024],
+            )
+
+
+def _condition_status(status: InferencePoolStatus, kind: str) -> str | None:
+    """The status ("True", "False", "Unknown") of the condition `kind`, None when absent."""
+    return next((item.status for item in status.conditions if item.type == kind), None)
+
+
+AppliedChild = tuple[str, str, str | None, int | None]
+"""(kind, name, spec-hash, Deployment replicas) of a rendered child."""
+
+
+def applied_summary(child: Mapping[str, Any]) -> AppliedChild:
+    replicas = (child.get("spec") or {}).get("replicas") if child["kind"] == "Deployment" else None
+    return (str(child["kind"]), str(child["metadata"]["name"]), spec_hash(child), replicas)
+
+
+def render_signature(
+    body: Mapping[str, Any],
+    replicas: int,
+    mode: ServiceMode,
+    endpoints: ActivatorEndpoints | None,
+) -> str:
+    """A digest of everything `build_children` reads: the pool's identity, labels,
+    annotations and spec, the replicas, the Service mode and the activator's endpoints."""
+    meta = body.get("metadata") or {}
+    inputs = [
+        {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "labels")},
+        meta.get("annotations"),
+        body.get("spec"),
+        replicas,
+        mode,
+        None
+        if endpoints is None
+        else [list(endpoints.addresses), endpoints.http_port, endpoints.grpc_port],
+    ]
+    encoded = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()
 
 
 def _condition_message(status: InferencePoolStatus, kind: str) -> str | None:
