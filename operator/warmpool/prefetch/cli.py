@@ -9,6 +9,7 @@ writes a one-line reason to the termination log.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from warmpool.prefetch.api import prefetch
 from warmpool.prefetch.checksums import parse_sha256_flags
 from warmpool.prefetch.errors import PrefetchError, UsageError
 from warmpool.prefetch.fsutil import disk_full, is_disk_full
+from warmpool.prefetch.memory import keep_freed_memory
 from warmpool.prefetch.model import PrefetchConfig
 from warmpool.prefetch.termination import write_termination_message
 from warmpool.prefetch.units import human_bytes, parse_size
@@ -71,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--s3-region", help="S3 region (also AWS_REGION / AWS_DEFAULT_REGION)")
     add("--rehash", action="store_true", default=None, help="re-hash every file on a cache hit")
     add("--termination-log", help="where the one-line reason goes (default /dev/termination-log)")
-    add("--concurrency", type=int, help="ranged requests in flight (default 16)")
-    add("--part-size", help="bytes per ranged request (default 16Mi)")
+    add("--concurrency", type=int, help="ranged requests in flight (default 8)")
+    add("--part-size", help="bytes per ranged request (default 32Mi)")
     add("--progress-interval", type=float, help="seconds between progress lines (default 5)")
     add("--holder", help="who uses the model, e.g. the pod UID (default POD_UID)")
     add("--in-use-ttl", type=float, help="seconds a fallback use marker protects a model")
@@ -140,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
     argv = sys.argv[1:] if argv is None else argv
+    keep_freed_memory()
+    # Everything imported so far lives as long as the process: keep it out of the collector's
+    # scans (measured: about 0.1 s less user CPU per GiB downloaded).
+    gc.freeze()
     termination: Path | None = Path("/dev/termination-log")
     try:
         config, termination = config_from(argv)

@@ -55,10 +55,15 @@ class PrefetchConfig(BaseModel):
     """S3 region; defaults to ``us-east-1`` when an endpoint is given."""
     rehash: bool = False
     """On a cache hit, re-hash every file instead of trusting size + mtime from the manifest."""
-    concurrency: int = Field(default=16, ge=1, le=256)
-    """Ranged requests in flight at once, across and within files."""
-    part_size: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
-    """Bytes per ranged request; memory use is about 2 x concurrency x part_size."""
+    concurrency: int = Field(default=8, ge=1, le=256)
+    """Ranged requests in flight at once, across and within files. 8 x 32 MiB used 6-12 % less
+    CPU per GiB than 16 x 16 MiB on the 2-core benchmark box and is in line with s5cmd's and
+    boto3's per-file defaults (5 x 50 MB, 10 x 8 MiB); raise it for links with a long time to
+    first byte."""
+    part_size: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    """Bytes per ranged request (and the resume granularity). Parts are streamed in ~1 MiB
+    pieces and early pieces are read back from the page cache rather than kept, so memory does
+    not grow with it: about concurrency x 2 MiB of buffers."""
     progress_interval: float = Field(default=5.0, gt=0)
     """Seconds between progress lines in the log."""
     holder: str | None = None

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 from prefetch_servers import (
+    GcsServer,
     HubStandIn,
     RangeHTTPServer,
     S3Server,
+    fake_gcs_binary,
+    start_gcs,
     start_s3,
     stop_process,
     versitygw_binary,
@@ -103,6 +106,29 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         raise
     yield server
     stop_process(server.process)
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsServer]:
+    binary = fake_gcs_binary()
+    if binary is None:
+        component_unavailable("gcs", "fake-gcs-server not built; run hack/build-gcs.sh")
+    assert binary is not None
+    try:
+        server = start_gcs(binary, tmp_path_factory.mktemp("gcsroot"))
+    except (OSError, RuntimeError, TimeoutError) as error:
+        component_unavailable("gcs", f"fake-gcs-server would not start: {error}")
+        raise
+    yield server
+    stop_process(server.process)
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server: GcsServer, request: pytest.FixtureRequest) -> str:
+    """A fresh GCS bucket per test."""
+    name = "g-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    gcs_server.create_bucket(name)
+    return name
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 - ``S3Server``: versitygw (a real S3 API server, Apache-2.0; built by hack/build-s3.sh) with its
   posix backend, so a test can flip a byte of a stored object directly on disk.
+- ``GcsServer``: fake-gcs-server (the GCS JSON API, BSD-2; built by hack/build-gcs.sh), which
+  the real gs:// code reaches through ``STORAGE_EMULATOR_HOST``.
 - ``RangeHTTPServer``: Python's threaded ``http.server`` with byte ranges, directory indexes,
   served-byte counters and an optional throttle (so a test can kill a download mid-way).
 - ``HubStandIn``: a LOCAL STAND-IN for the Hugging Face Hub (aiohttp) implementing just the two
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,6 +25,8 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,6 +135,96 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+# --------------------------------------------------------------------------- GCS
+
+
+def fake_gcs_binary() -> Path | None:
+    cache = Path(os.environ.get("WARMPOOL_CACHE", Path.home() / ".cache" / "warmpool"))
+    binary = cache / "bin" / "fake-gcs-server"
+    return binary if binary.exists() else None
+
+
+@dataclass
+class GcsServer:
+    """A running fake-gcs-server on loopback (plain HTTP, filesystem backend)."""
+
+    endpoint: str
+    process: subprocess.Popen[bytes]
+
+    def _call(self, method: str, path: str, body: bytes, content_type: str) -> bytes:
+        request = urllib.request.Request(
+            self.endpoint + path, data=body, method=method, headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data: bytes = response.read()
+            return data
+
+    def create_bucket(self, name: str) -> None:
+        body = json.dumps({"name": name}).encode()
+        self._call("POST", "/storage/v1/b?project=warmpool-test", body, "application/json")
+
+    def upload(self, bucket: str, name: str, data: bytes) -> dict[str, Any]:
+        """Upload one object through the JSON API; returns its metadata (md5Hash, crc32c...)."""
+        query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+        path = f"/upload/storage/v1/b/{urllib.parse.quote(bucket)}/o?{query}"
+        metadata: dict[str, Any] = json.loads(
+            self._call("POST", path, data, "application/octet-stream")
+        )
+        return metadata
+
+    def env(self) -> dict[str, str]:
+        """Environment for a prefetch subprocess: the emulator instead of Google."""
+        return {"STORAGE_EMULATOR_HOST": self.endpoint}
+
+
+def start_gcs(binary: Path, root: Path) -> GcsServer:
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = root.parent / f"fake-gcs-{port}.log"
+    endpoint = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-backend",
+            "filesystem",
+            "-filesystem-root",
+            str(root),
+            "-external-url",
+            endpoint,
+            "-public-host",
+            f"127.0.0.1:{port}",
+            "-log-level",
+            "warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),  # a file, not a pipe: a full pipe would stall the server
+    )
+    server = GcsServer(endpoint, process)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"fake-gcs-server exited: {log.read_text()[-500:]}")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(endpoint + "/storage/v1/b", timeout=1) as response,
+        ):
+            return bool(response.status == 200)
+        return False
+
+    try:
+        wait_for(ready, 30, "fake-gcs-server to answer")
+    except BaseException:
+        stop_process(process)  # leave no server behind
+        raise
+    return server
 
 
 # --------------------------------------------------------------------------- HTTP with ranges

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Iterator
+from typing import Protocol, runtime_checkable
 
 from typing_extensions import Buffer
 
@@ -37,6 +37,15 @@ class Source(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class BlockingSource(Protocol):
+    """A source that can also stream a range from a plain thread (see download.py)."""
+
+    def blocking_stream(self, path: str, start: int, end: int) -> Iterator[Buffer]:
+        """``Source.stream``, blocking; the same chunks and errors."""
         ...
 
 
