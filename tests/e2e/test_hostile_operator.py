@@ -98,12 +98,13 @@ odd_crons = st.sampled_from(
 odd_zones = st.sampled_from(
     ["Mars/Olympus", "../../../etc/passwd", "", "UTC+25", "Etc/GMT-14", "Europe/Berlin", " "]
 )
-#: URIs the schema's pattern accepts that no sane source would. Not `file:///etc/../x`: its
-#: mount path is refused by the apiserver, a known bug (see child-rejected below).
+#: URIs the schema's pattern accepts that no sane source would (and two with '..' segments,
+#: which the schema now refuses).
 odd_uris = st.sampled_from(
     [
         "s3://ab/" + "x" * 2040,
         "s3://a.b-/../..",
+        "file:///etc/../x",
         "https://h/%00%ff?x=" + "%" * 100,
         "https://[::1]:0/",
         "hf://a/b",
@@ -347,8 +348,8 @@ def test_operator_survives_accepted_hostile_pools(
     _check_pool(cluster, admin, hostile_operator, hostile_namespace, spec)
 
 
-#: Hand-picked cases that always run. The xfail ones are operator bugs this module found
-#: (strict: a fix makes them fail until the marker goes; the lead has the proposed patches).
+#: Hand-picked cases that always run, among them the operator bugs this module found (each
+#: was a strict xfail until fixed; the fixes are named beside them).
 KNOWN_CASES = [
     pytest.param(
         [(("scaling", "schedules"), [_schedule("0 8 * * *", "../../etc/passwd")])],
@@ -356,20 +357,12 @@ KNOWN_CASES = [
     ),
     pytest.param([(("scaling", "schedules"), [_schedule("61 25 * * *", "UTC")])], id="cron-61-25"),
     pytest.param([(("headroom", "placeholders"), 64)], id="headroom-64"),
-    # 320 KiB of env: stored, and kopf's diff-base annotation (a copy of the spec) is larger
-    # than the 256 KiB the apiserver allows for all annotations together.
+    # 320 KiB of env: stored. kopf's diff-base (a copy of the spec) once lived in an annotation,
+    # over the 256 KiB all annotations may take, and the pool was re-patched on every event; it
+    # lives in status.kopf now.
     pytest.param(
         [(("server", "env"), [{"name": f"E{i}", "value": "e" * 32768} for i in range(10)])],
         id="env-320KiB",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="a spec over 256 KiB is stored (every field within its bounds), but kopf's "
-            "diff-base annotation warmpool.dev/last-handled-configuration (a copy of the spec) "
-            "exceeds the apiserver's 256 KiB annotation limit: kopf re-patches the pool on every "
-            "event, refused each time. Fix: keep the diff-base in status "
-            "(kopf.StatusDiffBaseStorage) or bound the spec's total size.",
-        ),
     ),
     pytest.param(
         [(("scaling", "schedules"), [_schedule("0 0 31 2 *", "UTC")])],
@@ -389,18 +382,12 @@ KNOWN_CASES = [
         [(("server", "nodeSelector"), {"k": "not a label value!"})],
         id="bad-label-value",
     ),
-    # Passes the schema; the apiserver refuses the Deployment (requests above limits).
+    # Passes the schema; the apiserver refuses the Deployment (requests above limits). The
+    # refused apply was re-sent on every scaling tick; the Reconciler now remembers the refused
+    # render and re-tries only when its inputs change.
     pytest.param(
         [(("server", "resources"), {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})],
         id="child-rejected",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="a spec whose Deployment the apiserver refuses (422) is Degraded correctly "
-            "(ChildRejected), but the refused apply is retried on every scaling tick: one "
-            "failing write per pool per tick, forever. Fix: remember the rejected generation "
-            "and skip applying until the spec changes.",
-        ),
     ),
 ]
 
@@ -412,18 +399,5 @@ def test_operator_survives_known_hostile_pool(
     hostile_operator: OperatorProcess,
     hostile_namespace: str,
     changes: list[Mutation],
-    request: pytest.FixtureRequest,
 ) -> None:
-    known_bug = request.node.get_closest_marker("xfail") is not None
-    _check_pool(
-        cluster,
-        admin,
-        hostile_operator,
-        hostile_namespace,
-        apply(BASE_SPEC, changes),
-        KNOWN_BUG_TIMEOUT if known_bug else TIMEOUT,
-    )
-
-
-#: Bound for a pool hit by a known bug: a fixed operator settles it in seconds.
-KNOWN_BUG_TIMEOUT = 30.0
+    _check_pool(cluster, admin, hostile_operator, hostile_namespace, apply(BASE_SPEC, changes))

@@ -39,8 +39,8 @@ from warmpool.controller.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
-DIFF_BASE_PREFIX = GROUP
-DIFF_BASE_KEY = "last-handled-configuration"
+#: Where kopf keeps the last spec it handled (its diff-base).
+DIFF_BASE_FIELD = "status.kopf.last-handled-configuration"
 #: Seconds before kopf retries a handler after a transient API error.
 RETRY_DELAY = 5.0
 
@@ -127,12 +127,11 @@ def configure_kopf(settings: kopf.OperatorSettings, config: OperatorSettings) ->
     # Handler progress goes to status.kopf (not annotations): GitOps tools diff metadata and
     # spec, and the CRD reserves status.kopf for exactly this.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    # The diff-base lives under our own prefix, so `kubectl get -o yaml` shows one warmpool.dev
-    # annotation instead of kopf.zalando.org ones (contract:
-    # warmpool.dev/last-handled-configuration).
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=DIFF_BASE_PREFIX, key=DIFF_BASE_KEY
-    )
+    # The diff-base (a copy of the spec) lives in status.kopf too, not in an annotation: all of
+    # an object's annotations share a 256 KiB limit, and a spec above it (every field within its
+    # bounds) made kopf re-patch the pool on every event, refused each time
+    # (tests/e2e/test_hostile_operator.py). Status also keeps it out of GitOps diffs.
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field=DIFF_BASE_FIELD)
     # kopf posts an Event for every handler success by default: one write per resume of every
     # pool. Only its warnings and errors become Events; ours say what happened to the pool.
     settings.posting.level = logging.WARNING

@@ -151,6 +151,10 @@ class Reconciler:
         # with the same inputs whose children are all still as applied skips rendering (37% of
         # an idle sync's CPU: 1,000 pools are refreshed every scaling interval).
         self._applied: dict[PoolKey, tuple[str, tuple[AppliedChild, ...]]] = {}
+        # Per pool: the render signature the apiserver refused a child of, and why. The same
+        # inputs render the same child, refused again: without this, a Degraded pool's refused
+        # apply was re-sent on every scaling tick, forever (tests/e2e/test_hostile_operator.py).
+        self._rejected: dict[PoolKey, tuple[str, str]] = {}
 
     @property
     def cache(self) -> ClusterCache:
@@ -166,6 +170,7 @@ class Reconciler:
         self._locks.pop(key, None)
         self._phases.pop(key, None)
         self._applied.pop(key, None)
+        self._rejected.pop(key, None)
         self._applier.forget(*key)
         self._scaling.forget(key)
         self._metrics.set_pool_phases(self._phases.values())
@@ -232,6 +237,9 @@ class Reconciler:
         mode = service_mode(counts.warm, self._settings)
         endpoints = self._activator_endpoints() if mode == "activator" else None
         signature = render_signature(body, decision.desired_replicas, mode, endpoints)
+        rejected = self._rejected.get(key)
+        if rejected is not None and rejected[0] == signature:
+            raise ChildRejected(rejected[1])  # nothing the render reads has changed since
         if self._children_current(key, signature):
             writes = 0  # same inputs as the last render, and every child still as applied
         else:
@@ -242,7 +250,12 @@ class Reconciler:
                 service_mode=mode,
                 activator_endpoints=endpoints,
             )
-            writes = await self._apply_children(key, pool, children)
+            try:
+                writes = await self._apply_children(key, pool, children)
+            except ChildRejected as error:
+                self._rejected[key] = (signature, str(error))
+                raise
+            self._rejected.pop(key, None)
             self._applied[key] = (signature, tuple(applied_summary(c) for c in children))
         cold_starts = new_cold_starts(pods, previous.last_cold_start)
         status = compute_status(

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
 from datetime import UTC, datetime
+from typing import Any
 
 from croniter import CroniterBadDateError, croniter
 from pydantic import ValidationError

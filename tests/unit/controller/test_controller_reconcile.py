@@ -179,3 +179,31 @@ async def test_a_child_the_apiserver_refuses_degrades_the_pool() -> None:
     assert result.invalid == "Deployment llama rejected: spec.template: invalid"
     status = api.objects[("InferencePool", "ml", "llama")]["status"]
     assert status["phase"] == "Degraded"
+
+
+async def test_a_refused_child_is_not_resent_until_its_inputs_change() -> None:
+    reconciler, api, cache = setup()
+    original = api.apply
+
+    async def refuse_deployments(manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["kind"] == "Deployment":
+            api.calls.append(("apply", "Deployment"))
+            raise ApiError(422, "Unprocessable Entity", '{"message": "spec.template: invalid"}')
+        return await original(manifest)
+
+    api.apply = refuse_deployments  # type: ignore[method-assign]
+    await reconciler.sync(("ml", "llama"), "create")
+    cache.observe_pool(None, api.objects[("InferencePool", "ml", "llama")])
+    api.calls.clear()
+    for _ in range(3):
+        result = await reconciler.sync(("ml", "llama"), "tick")
+        assert result.invalid == "Deployment llama rejected: spec.template: invalid"
+    # The same inputs would be refused the same way: no request at all, the pool stays Degraded.
+    assert api.calls == []
+
+    changed = copy.deepcopy(api.objects[("InferencePool", "ml", "llama")])
+    changed["metadata"]["generation"] = 2
+    changed["spec"]["server"] = {"resources": {"limits": {"cpu": "2"}}}
+    cache.observe_pool(None, api._store(changed))
+    await reconciler.sync(("ml", "llama"), "update")
+    assert ("apply", "Deployment") in api.calls  # a new spec is tried again
