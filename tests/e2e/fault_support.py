@@ -329,57 +329,6 @@ def stopwatch() -> Iterator[list[float]]:
         result.append(round(time.monotonic() - started, 2))
 
 
-class OwnGpuNodes:
-    """KWOK GPU nodes of one test: a GPU product of their own and a taint only that test's
-    pools tolerate, so no other pool lands on them (nor theirs elsewhere); deleted at the end."""
-
-    TAINT_KEY = "warmpool.dev/e2e-faults"
-
-    def __init__(self, cluster: Any, api: kubernetes.client.ApiClient) -> None:
-        self.cluster = cluster
-        self.core: Any = kubernetes.client.CoreV1Api(api)
-        self.suffix = f"{random.SystemRandom().getrandbits(24):06x}"
-        self.product = f"E2E-FAULTS-{self.suffix}"
-        self.names: list[str] = []
-
-    def add(self, letter: str, gpus: int = 2) -> str:
-        name = f"ft-{self.suffix}-{letter}"
-        self.names.append(name)
-        self.cluster.add_gpu_node(
-            name,
-            gpus=gpus,
-            product=self.product,
-            taints=[{"key": self.TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
-        )
-        return name
-
-    def server_spec(self) -> dict[str, Any]:
-        """`spec.server` of a pool that runs on these nodes only."""
-        return {
-            "gpu": {"count": 1, "product": self.product},
-            "tolerations": [{"key": self.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        }
-
-    def labels(self, key: str) -> dict[str, str]:
-        """node -> value of label `key`, over these nodes."""
-        found: dict[str, str] = {}
-        for node in self.core.list_node(label_selector=key).items:
-            if node.metadata.name in self.names:
-                found[node.metadata.name] = node.metadata.labels[key]
-        return found
-
-    def delete(self, name: str) -> None:
-        try:
-            self.core.delete_node(name)
-        except kubernetes.client.ApiException as error:
-            if error.status != 404:
-                raise
-
-    def delete_all(self) -> None:
-        for name in self.names:
-            self.delete(name)
-
-
 class S3Store:
     """A real S3 server (versitygw, posix backend, built by hack/build-s3.sh) on loopback with
     one bucket; a context manager that leaves no process behind."""

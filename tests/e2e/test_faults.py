@@ -24,7 +24,6 @@ from typing import Any
 import kubernetes
 import pytest
 from fault_support import (
-    OwnGpuNodes,
     PrefetchAsKubelet,
     S3Store,
     ThrottledRelay,
@@ -42,6 +41,7 @@ from fault_support import (
     stopwatch,
     wait_all_converged,
 )
+from node_support import OwnGpuNodes
 from operator_support import (
     GROUP,
     OPERATOR_USER,
@@ -423,7 +423,7 @@ def deployment_replicas(api: kubernetes.client.ApiClient, namespace: str, name: 
 
 @pytest.fixture
 def own_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
-    nodes = OwnGpuNodes(cluster, k8s)
+    nodes = OwnGpuNodes(cluster, k8s, "faults")
     try:
         yield nodes
     finally:

@@ -17,13 +17,13 @@ deleted afterwards.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
 import pytest
 import yaml
+from node_support import OwnGpuNodes
 from operator_support import (
     GROUP,
     PLURAL,
@@ -40,55 +40,13 @@ from warmpool.render.labels import prepull_node_label_key
 
 FINALIZER = "warmpool.dev/prepull-node-labels"
 FINGERPRINT_ANNOTATION = "warmpool.dev/model-fingerprint"
+#: The taint of the test-owned nodes (node_support.OwnGpuNodes with tag "prepull").
 TAINT_KEY = "warmpool.dev/e2e-prepull"
 
 
-class GpuNodes:
-    """Test-owned KWOK GPU nodes, deleted at teardown."""
-
-    def __init__(self, cluster: LocalCluster, api: kubernetes.client.ApiClient) -> None:
-        self.cluster = cluster
-        self.core: Any = kubernetes.client.CoreV1Api(api)
-        self.suffix = uuid.uuid4().hex[:6]
-        self.product = f"E2E-PREPULL-{self.suffix}"
-        self.names: list[str] = []
-
-    def add(self, letter: str, gpus: int = 2) -> str:
-        name = f"pp-{self.suffix}-{letter}"
-        self.names.append(name)
-        self.cluster.add_gpu_node(
-            name,
-            gpus=gpus,
-            product=self.product,
-            taints=[{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
-        )
-        return name
-
-    def labels(self, key: str) -> dict[str, str]:
-        """node -> value of `key`, over the test's nodes."""
-        found: dict[str, str] = {}
-        for node in self.core.list_node(label_selector=key).items:
-            if node.metadata.name in self.names:
-                found[node.metadata.name] = node.metadata.labels[key]
-        return found
-
-    def labelled(self, key: str, nodes: list[str]) -> dict[str, str] | None:
-        """The labels when exactly `nodes` carry `key`, else None (a poll_until probe)."""
-        found = self.labels(key)
-        return found if sorted(found) == sorted(nodes) else None
-
-    def delete_all(self) -> None:
-        for name in self.names:
-            try:
-                self.core.delete_node(name)
-            except kubernetes.client.ApiException as error:
-                if error.status != 404:
-                    raise
-
-
 @pytest.fixture
-def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[GpuNodes]:
-    nodes = GpuNodes(cluster, k8s)
+def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
+    nodes = OwnGpuNodes(cluster, k8s, "prepull")
     try:
         yield nodes
     finally:
@@ -222,7 +180,7 @@ def test_prepull_labels_verified_nodes_and_replicas_prefer_them(
     cluster: LocalCluster,
     k8s: kubernetes.client.ApiClient,
     namespace: str,
-    gpu_nodes: GpuNodes,
+    gpu_nodes: OwnGpuNodes,
     operator: OperatorProcess,  # noqa: F811  (the imported fixture)
 ) -> None:
     cached = [gpu_nodes.add(letter) for letter in "abc"]
@@ -328,7 +286,7 @@ def test_prepull_labels_verified_nodes_and_replicas_prefer_them(
 def test_new_revision_relabels_and_prepull_off_cleans_up(
     k8s: kubernetes.client.ApiClient,
     namespace: str,
-    gpu_nodes: GpuNodes,
+    gpu_nodes: OwnGpuNodes,
     operator: OperatorProcess,  # noqa: F811  (the imported fixture)
 ) -> None:
     nodes = [gpu_nodes.add(letter) for letter in "abc"]
