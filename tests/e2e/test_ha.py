@@ -12,7 +12,6 @@ ORDER (no write by a standby before it holds the Lease, no overlap of two writer
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -36,9 +35,9 @@ from ha_support import (
     writes_by,
 )
 from operator_support import GROUP, PLURAL, ROOT, TIMEOUT, VERSION, install_crd
+from test_operator_helm import helm
 
-from support.components import component_unavailable
-from warmpool.envtest import BinaryNotFoundError, LocalCluster, find_binary, poll_until
+from warmpool.envtest import LocalCluster, poll_until
 
 LEASE = "warmpool-ha"
 FAST = ElectionTimings(lease_duration=4, renew_deadline=3, retry_period=1)
@@ -301,21 +300,6 @@ def test_a_partitioned_leader_stops_before_the_standby_takes_over(
 
 CHART_FULLNAME = "wp-warmpool"
 CHART_ELECTION_FLAGS = ("--leader-elect", "--leader-election-", "--lease-", "--renew-", "--retry-")
-
-
-def helm(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        binary = find_binary("helm")
-    except BinaryNotFoundError as error:
-        component_unavailable("helm", str(error))
-    return subprocess.run(
-        [str(binary), *args],
-        env=cluster.env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 @pytest.fixture
