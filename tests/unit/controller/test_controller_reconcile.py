@@ -164,17 +164,23 @@ async def test_activator_mode_at_zero_and_direct_when_warm() -> None:
     assert status["phase"] == "ScaledToZero"
 
 
-async def test_a_child_the_apiserver_refuses_degrades_the_pool() -> None:
-    reconciler, api, _ = setup()
+def refuse_deployments(api: MemoryApi) -> None:
+    """Make the stand-in API refuse every Deployment apply as invalid (422), as the apiserver
+    does a child the spec rendered wrong."""
     original = api.apply
 
-    async def refuse_deployments(manifest: dict[str, Any]) -> dict[str, Any]:
+    async def apply(manifest: dict[str, Any]) -> dict[str, Any]:
         if manifest["kind"] == "Deployment":
             api.calls.append(("apply", "Deployment"))
             raise ApiError(422, "Unprocessable Entity", '{"message": "spec.template: invalid"}')
         return await original(manifest)
 
-    api.apply = refuse_deployments  # type: ignore[method-assign]
+    api.apply = apply  # type: ignore[method-assign]
+
+
+async def test_a_child_the_apiserver_refuses_degrades_the_pool() -> None:
+    reconciler, api, _ = setup()
+    refuse_deployments(api)
     result = await reconciler.sync(("ml", "llama"), "create")
     assert result.invalid == "Deployment llama rejected: spec.template: invalid"
     status = api.objects[("InferencePool", "ml", "llama")]["status"]
@@ -183,15 +189,7 @@ async def test_a_child_the_apiserver_refuses_degrades_the_pool() -> None:
 
 async def test_a_refused_child_is_not_resent_until_its_inputs_change() -> None:
     reconciler, api, cache = setup()
-    original = api.apply
-
-    async def refuse_deployments(manifest: dict[str, Any]) -> dict[str, Any]:
-        if manifest["kind"] == "Deployment":
-            api.calls.append(("apply", "Deployment"))
-            raise ApiError(422, "Unprocessable Entity", '{"message": "spec.template: invalid"}')
-        return await original(manifest)
-
-    api.apply = refuse_deployments  # type: ignore[method-assign]
+    refuse_deployments(api)
     await reconciler.sync(("ml", "llama"), "create")
     cache.observe_pool(None, api.objects[("InferencePool", "ml", "llama")])
     api.calls.clear()
