@@ -18,6 +18,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+from node_support import OwnGpuNodes
 from operator_support import (
     GROUP,
     PLURAL,
@@ -27,7 +28,6 @@ from operator_support import (
     kubectl,
 )
 from test_operator import operator, operator_kubeconfig  # noqa: F401  (shared fixtures)
-from test_prepull import TAINT_KEY, GpuNodes
 
 from warmpool.envtest import LocalCluster, poll_until
 
@@ -35,8 +35,8 @@ PRIORITY_CLASS = "warmpool-headroom"
 
 
 @pytest.fixture
-def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[GpuNodes]:
-    nodes = GpuNodes(cluster, k8s)
+def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
+    nodes = OwnGpuNodes(cluster, k8s, "headroom")
     try:
         yield nodes
     finally:
@@ -71,17 +71,14 @@ def headroom_priority_class(k8s: kubernetes.client.ApiClient) -> Iterator[str]:
             scheduling.delete_priority_class(PRIORITY_CLASS)
 
 
-def headroom_pool(name: str, namespace: str, product: str) -> dict[str, Any]:
+def headroom_pool(name: str, namespace: str, server: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "InferencePool",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "model": {"uri": "s3://models/tiny"},
-            "server": {
-                "gpu": {"count": 1, "product": product},
-                "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-            },
+            "server": server,
             "headroom": {"placeholders": 1},
             "replicas": 1,
         },
@@ -105,7 +102,7 @@ def test_replicas_preempt_placeholders_which_go_pending(
     cluster: LocalCluster,
     k8s: kubernetes.client.ApiClient,
     namespace: str,
-    gpu_nodes: GpuNodes,
+    gpu_nodes: OwnGpuNodes,
     headroom_priority_class: str,
     operator: OperatorProcess,  # noqa: F811  (the imported fixture)
 ) -> None:
@@ -115,7 +112,7 @@ def test_replicas_preempt_placeholders_which_go_pending(
     pools: Any = kubernetes.client.CustomObjectsApi(k8s)
     name = "llama"
     pools.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, headroom_pool(name, namespace, gpu_nodes.product)
+        GROUP, VERSION, namespace, PLURAL, headroom_pool(name, namespace, gpu_nodes.server_spec())
     )
     replica_selector = f"warmpool.dev/pool={name}"
     placeholder_selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=headroom"
