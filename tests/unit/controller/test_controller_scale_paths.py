@@ -10,14 +10,13 @@ import contextlib
 from typing import Any
 
 from test_controller_apply import RecordingClient, deployment, service
+from test_controller_loop import Recorder
 
 from warmpool.controller.apply import Applier, with_spec_hash
 from warmpool.controller.cache import ClusterCache
 from warmpool.controller.client import KubeClient, ObjectRef
 from warmpool.controller.loop import RefreshLoop, tick_slice
 from warmpool.render.labels import SPEC_HASH_ANNOTATION
-
-Key = tuple[str, str]
 
 
 def listed(manifest: dict[str, Any], version: str) -> dict[str, Any]:
@@ -156,22 +155,10 @@ async def test_client_bounds_requests_in_flight() -> None:
     assert api.most == 3
 
 
-class TickRecorder:
-    def __init__(self, enough: int) -> None:
-        self.calls: list[tuple[Key, str]] = []
-        self.enough = enough
-        self.done = asyncio.Event()
-
-    async def __call__(self, key: Key, trigger: str) -> None:
-        self.calls.append((key, trigger))
-        if len(self.calls) >= self.enough:
-            self.done.set()
-
-
 async def test_ticks_are_spread_each_pool_once_per_round() -> None:
     pools = [("ns", f"pool-{i}") for i in range(40)]
     assert len({tick_slice(key, 4) for key in pools}) == 4  # the hash spreads them
-    recorder = TickRecorder(enough=80)
+    recorder = Recorder(enough=80)
     loop = RefreshLoop(recorder, lambda: pools, interval=0.2, debounce=0.0, workers=4, slices=4)
     task = asyncio.create_task(loop.run())
     try:
@@ -186,7 +173,7 @@ async def test_ticks_are_spread_each_pool_once_per_round() -> None:
 
 async def test_loop_waits_for_kopfs_listings() -> None:
     ready = asyncio.Event()
-    recorder = TickRecorder(enough=1)
+    recorder = Recorder(enough=1)
     loop = RefreshLoop(
         recorder, lambda: [("ns", "a")], interval=0.01, debounce=0.0, workers=1, ready=ready
     )
