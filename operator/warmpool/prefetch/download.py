@@ -46,6 +46,8 @@ from warmpool.prefetch.sources.base import BlockingSource, Source
 log = logging.getLogger("warmpool.prefetch")
 
 _ATTEMPTS = 5
+_FIRST_DELAY = 0.5
+"""Seconds before the first retry of a part's rest; doubled for each further one."""
 _STOP_WAIT = 10.0
 """Seconds a failed download waits for its part threads to notice and stop."""
 
@@ -86,6 +88,30 @@ class _Stopped(Exception):
     """A part thread gave up because the download failed elsewhere."""
 
 
+class _Retries:
+    """How one part retries the rest of its range after a blip: up to _ATTEMPTS tries in all,
+    waiting _FIRST_DELAY, then twice as long each time (the part threads and the loop each do
+    the wait their own way)."""
+
+    def __init__(self) -> None:
+        self._attempt = 0
+        self._delay = _FIRST_DELAY
+
+    def delay_after(self, error: TransientSourceError) -> float:
+        """Seconds to wait before the next try; SourceError once the tries are used up."""
+        self._attempt += 1
+        if self._attempt >= _ATTEMPTS:
+            raise SourceError(f"{error} (after {_ATTEMPTS} attempts)") from error
+        delay, self._delay = self._delay, self._delay * 2
+        log.warning("%s; retrying the rest of the range in %.1fs", error, delay)
+        return delay
+
+
+def _check_complete(part: Part, position: int) -> None:
+    if position < part.end:
+        raise TransientSourceError(f"{part.file.path}: range ended early")
+
+
 def _check_overrun(part: Part, position: int, length: int) -> None:
     if position + length > part.end:
         raise SourceError(
@@ -102,7 +128,7 @@ def _fetch_blocking(
     count: Callable[[int], None],
 ) -> None:
     """In a part thread: stream one part to disk and to the hasher; retry the rest on a blip."""
-    position, attempt, delay = part.start, 0, 0.5
+    position, retries = part.start, _Retries()
     while position < part.end:
         try:
             for chunk in source.blocking_stream(part.file.path, position, part.end):
@@ -113,16 +139,10 @@ def _fetch_blocking(
                 state.write(chunk, position, position + length)
                 count(length)
                 position += length
-            if position < part.end:
-                raise TransientSourceError(f"{part.file.path}: range ended early")
+            _check_complete(part, position)
         except TransientSourceError as error:
-            attempt += 1
-            if attempt >= _ATTEMPTS:
-                raise SourceError(f"{error} (after {_ATTEMPTS} attempts)") from error
-            log.warning("%s; retrying the rest of the range in %.1fs", error, delay)
-            if stop.wait(delay):
+            if stop.wait(retries.delay_after(error)):
                 raise _Stopped from error
-            delay *= 2
 
 
 def _safe_relative(path: str) -> str:
@@ -235,7 +255,7 @@ async def download(
                         raise disk_full(error, data_dir) from error
                     raise
                 return
-            position, attempt, delay = part.start, 0, 0.5
+            position, retries = part.start, _Retries()
             while position < part.end:
                 try:
                     async for chunk in source.stream(part.file.path, position, part.end):
@@ -251,15 +271,9 @@ async def download(
                             raise
                         count(length)
                         position += length
-                    if position < part.end:
-                        raise TransientSourceError(f"{part.file.path}: range ended early")
+                    _check_complete(part, position)
                 except TransientSourceError as error:
-                    attempt += 1
-                    if attempt >= _ATTEMPTS:
-                        raise SourceError(f"{error} (after {_ATTEMPTS} attempts)") from error
-                    log.warning("%s; retrying the rest of the range in %.1fs", error, delay)
-                    await asyncio.sleep(delay)
-                    delay *= 2
+                    await asyncio.sleep(retries.delay_after(error))
 
         async def worker() -> None:
             while queue:

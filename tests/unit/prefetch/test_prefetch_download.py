@@ -15,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from warmpool.prefetch import download as download_module
 from warmpool.prefetch.download import download
-from warmpool.prefetch.errors import ChecksumMismatch, Forbidden, TransientSourceError
+from warmpool.prefetch.errors import (
+    ChecksumMismatch,
+    Forbidden,
+    SourceError,
+    TransientSourceError,
+)
 from warmpool.prefetch.journal import Journal
 from warmpool.prefetch.model import RemoteFile
 from warmpool.prefetch.progress import Progress
@@ -99,6 +105,34 @@ async def test_blips_are_retried_from_where_the_range_stopped(
     for path, data in blobs.items():
         assert (tmp_path / "data" / path).read_bytes() == data
     assert source.served == sum(len(d) for d in blobs.values())  # no byte fetched twice
+
+
+class ShortSource(FlakySource):
+    """Every stream of ``cut.bin`` ends one piece early, without an error."""
+
+    starts: list[int]
+
+    def _pieces(self, path: str, start: int, end: int) -> Iterator[bytes]:
+        self.starts = [*getattr(self, "starts", []), start]
+        pieces = list(super()._pieces(path, start, end))
+        return iter(pieces[:-1] if path == "cut.bin" else pieces)
+
+
+class BlockingShortSource(ShortSource):
+    def blocking_stream(self, path: str, start: int, end: int) -> Iterator[bytes]:
+        return self._pieces(path, start, end)
+
+
+@pytest.mark.parametrize("kind", [ShortSource, BlockingShortSource])
+async def test_a_range_that_keeps_ending_early_fails_after_the_last_attempt(
+    tmp_path: Path, kind: type[FlakySource], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download_module, "_FIRST_DELAY", 0.001)
+    blobs = {"cut.bin": random.Random(3).randbytes(5 * PIECE)}
+    source = kind(blobs)
+    with pytest.raises(SourceError, match=r"cut.bin: range ended early \(after 5 attempts\)"):
+        await _run(tmp_path, source, expected={}, part_size=8 * PIECE)
+    assert source.starts == [0] + [4 * PIECE] * 4  # the first try, then four of the rest only
 
 
 @pytest.mark.parametrize("kind", [FlakySource, BlockingFlakySource])
