@@ -14,7 +14,8 @@ Usage::
   metrics all bind to it. Ports default to free ones picked on that address.
 * ``__enter__`` starts ``tritonserver`` directly (the real binary a pod would run, CPU, Python
   backend) and waits (bounded by ``startup_timeout``) for ``/v2/health/ready`` -- or only
-  ``/v2/health/live`` with ``wait_ready=False`` (a repository with a model that never loads).
+  ``/v2/health/live`` with ``wait_ready=False`` (a repository with a model that never loads) --
+  and for the metrics endpoint.
   If the process exits first, :class:`TritonStartError` carries its log tail.
 * ``__exit__``/``stop()`` sends SIGTERM to the server's process group, then SIGKILL after
   ``stop_timeout``: no ``tritonserver`` or Python-backend stub is left behind.
@@ -214,12 +215,14 @@ class TritonServer:
             code = self.process.poll()
             if code is not None:
                 raise TritonStartError(f"tritonserver exited with {code}:\n{self.log_tail()}")
-            if self.health(path):
+            # Triton opens its metrics port after HTTP: a test that reads /metrics right
+            # after start() met "connection refused" once in CI, so wait for both.
+            if self.health(path) and self.metrics_answer():
                 return
             if time.monotonic() >= deadline:
                 raise TritonStartError(
-                    f"tritonserver not answering {path} after {self.startup_timeout}s:\n"
-                    + self.log_tail()
+                    f"tritonserver not answering {path} and /metrics after "
+                    f"{self.startup_timeout}s:\n" + self.log_tail()
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
@@ -228,6 +231,16 @@ class TritonServer:
         """True when ``GET path`` answers 200."""
         try:
             with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def metrics_answer(self) -> bool:
+        """True when the metrics endpoint answers 200 (always, when metrics are turned off)."""
+        if "--allow-metrics=false" in self.extra_args:
+            return True
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
                 return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
