@@ -229,21 +229,11 @@ class TritonServer:
 
     def health(self, path: str = "/v2/health/ready") -> bool:
         """True when ``GET path`` answers 200."""
-        try:
-            with urllib.request.urlopen(f"http://{self.http_url}{path}", timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return _answers_200(f"http://{self.http_url}{path}")
 
     def metrics_answer(self) -> bool:
         """True when the metrics endpoint answers 200 (always, when metrics are turned off)."""
-        if "--allow-metrics=false" in self.extra_args:
-            return True
-        try:
-            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return "--allow-metrics=false" in self.extra_args or _answers_200(self.metrics_url)
 
     def model_ready(self, model: str) -> bool:
         """True when Triton says ``model`` is ready."""
@@ -296,3 +286,11 @@ class TritonServer:
         self.stop()
         if exc_type is None:
             self.cleanup_log()
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
