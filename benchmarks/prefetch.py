@@ -368,6 +368,7 @@ def ab_compare(binary: Path, variants: list[str], runs: int, workdir: str | None
     object and print medians: MiB/s, the tool's user and system CPU per GiB, the server's CPU
     per GiB, minor page faults per GiB and peak RSS. This is how the notes below were measured.
     """
+    memory = memory_state()
     work = Path(tempfile.mkdtemp(prefix="warmpool-ab-", dir=workdir))
     s3 = start_s3(binary, work / "s3root")
     rows: dict[str, list[tuple[float, ...]]] = {}
@@ -413,7 +414,7 @@ def ab_compare(binary: Path, variants: list[str], runs: int, workdir: str | None
     finally:
         stop_process(s3.process)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"medians of {runs} runs, 1 GiB, load average {os.getloadavg()[0]:.1f}")
+    print(f"medians of {runs} runs, 1 GiB, load average {os.getloadavg()[0]:.1f}; {memory}")
     for name, values in rows.items():
         rate, user, system, server, faults, rss = (
             statistics.median(c) for c in zip(*values, strict=True)
