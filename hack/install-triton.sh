@@ -9,12 +9,22 @@
 #   $WARMPOOL_CACHE/triton-<version>/bin/tritonserver  a wrapper that sets LD_LIBRARY_PATH
 #   $WARMPOOL_CACHE/triton-<version>/backends/python   libtriton_python.so + the stub for the venv's Python
 #   $WARMPOOL_CACHE/triton  ->  triton-<version>       the stable path tests look up
+#   $WARMPOOL_CACHE/triton-<version>/bin/python        the venv's python (torch models, weights)
+#
+# torch (CPU use; PyPI's Linux wheel pulls the nvidia-* CUDA wheels, ~2.9 GB) and safetensors
+# go into the same venv: the Python backend runs the torch test models (tests/models/torch_*,
+# tiny_lm) there, and the tests produce their weights with the same interpreter. Wheels are kept
+# in $WARMPOOL_CACHE/wheels/torch, so a reinstall reads no network. WARMPOOL_TORCH=0 skips torch.
+# Measured on the 2-core dev box (2026-12-04): download 141 s (2.9 GB), install from the cached
+# wheels ~370 s (unpacking ~2.9 GB on a loaded machine).
 #
 # Tests find it through `tests/support/triton.py: triton_available()` (env WARMPOOL_TRITON_HOME
 # overrides the stable path).
 set -euo pipefail
 
 PYTRITON_VERSION="${PYTRITON_VERSION:-0.7.0}"
+TORCH_VERSION="${TORCH_VERSION:-2.15.0}"
+SAFETENSORS_VERSION="${SAFETENSORS_VERSION:-0.8.0}"
 CACHE="${WARMPOOL_CACHE:-$HOME/.cache/warmpool}"
 VENV="$CACHE/triton-venv-$PYTRITON_VERSION"
 HOME_DIR="$CACHE/triton-$PYTRITON_VERSION"
@@ -35,6 +45,22 @@ fi
 if ! "$VENV/bin/python" -c "import pytriton, numpy" 2>/dev/null; then
   log "installing nvidia-pytriton==$PYTRITON_VERSION into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "nvidia-pytriton==$PYTRITON_VERSION"
+fi
+
+if [[ "${WARMPOOL_TORCH:-1}" != 0 ]]; then
+  have="$("$VENV/bin/python" -c 'import torch, safetensors; print(torch.__version__.split("+")[0], safetensors.__version__)' 2>/dev/null || true)"
+  if [[ "$have" != "$TORCH_VERSION $SAFETENSORS_VERSION" ]]; then
+    WHEELS="$CACHE/wheels/torch"
+    mkdir -p "$WHEELS"
+    start=$SECONDS
+    log "downloading torch==$TORCH_VERSION safetensors==$SAFETENSORS_VERSION wheels into $WHEELS (skips what is there)"
+    "$VENV/bin/pip" download --quiet --disable-pip-version-check -d "$WHEELS" \
+      "torch==$TORCH_VERSION" "safetensors==$SAFETENSORS_VERSION" 'numpy<2'
+    log "installing torch into $VENV from $WHEELS"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-index --find-links "$WHEELS" \
+      "torch==$TORCH_VERSION" "safetensors==$SAFETENSORS_VERSION" 'numpy<2'
+    log "torch installed in $((SECONDS - start)) s"
+  fi
 fi
 
 PY_MM="$("$VENV/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
@@ -101,6 +127,7 @@ export PYTHONPATH="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.ge
 exec "$WHEEL_TRITON/bin/tritonserver" "\$@"
 EOF
 chmod +x "$HOME_DIR/bin/tritonserver"
+ln -sfn "$VENV/bin/python" "$HOME_DIR/bin/python"
 ln -sfn "$HOME_DIR" "$CACHE/triton"
 
 # `tritonserver --help` exits non-zero by design; check that it prints its usage instead.

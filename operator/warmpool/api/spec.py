@@ -266,6 +266,42 @@ class WarmupInput(APIModel):
     """Shape of the tensor, batch dimension included."""
 
 
+class WarmupLLM(APIModel):
+    """Streaming warm-up of a decoupled (LLM) model: prompts, answer length, sampling."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "!has(self.prompts) || size(self.prompts) == 0 || !has(self.promptsConfigMap)",
+            "set prompts or promptsConfigMap, not both",
+            ".promptsConfigMap",
+        )
+    )
+
+    prompts: list[Annotated[str, Field(min_length=1, max_length=8192)]] = Field(
+        default_factory=list, max_length=64
+    )
+    """Prompts sent round-robin; empty (and no promptsConfigMap) uses a few built-in ones."""
+    prompts_config_map: ObjectName | None = None
+    """ConfigMap of prompts: each key is one prompt, or a JSON list of prompts in a key ending
+    in .json."""
+    max_tokens: int = Field(default=16, ge=1, le=4096)
+    """Tokens generated per warm-up request: bounds each streamed answer."""
+    sampling_parameters: dict[
+        Annotated[str, Field(min_length=1, max_length=64)], Annotated[str, Field(max_length=256)]
+    ] = Field(default_factory=dict, json_schema_extra={"maxProperties": 32})
+    """Sampling parameters as the vLLM backend names them (temperature, top_p, top_k, seed,
+    ...). Values are JSON scalars written as strings ("0.7", "42", "true"); max_tokens is
+    maxTokens."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WarmupLLM:
+        if self.prompts and self.prompts_config_map:
+            raise ValueError("spec.warmup.llm: set prompts or promptsConfigMap, not both")
+        if "max_tokens" in self.sampling_parameters:
+            raise ValueError("spec.warmup.llm.samplingParameters: use maxTokens for max_tokens")
+        return self
+
+
 class WarmupSpec(APIModel):
     """How a new replica is warmed before it receives traffic.
 
@@ -290,7 +326,15 @@ class WarmupSpec(APIModel):
     enabled: bool = True
     """Gate readiness on warm-up; false makes pods Ready as soon as Triton is."""
     protocol: Literal["http", "grpc"] = "http"
-    """Protocol of the warm-up requests."""
+    """Protocol of the warm-up requests. For a streaming model: http uses Triton's
+    generate_stream (Server-Sent Events), grpc a ModelStreamInfer stream."""
+    mode: Literal["auto", "unary", "stream"] = "auto"
+    """unary: one response per request, judged on latency; stream: a decoupled (LLM) model,
+    driven with prompts and judged on time to first token and inter-token latency; auto:
+    stream when the model's config says decoupled (vLLM, TensorRT-LLM), else unary."""
+    llm: WarmupLLM = Field(default_factory=WarmupLLM)
+    """Prompts and sampling of the streaming warm-up (mode stream, or auto on a decoupled
+    model)."""
     inputs: list[WarmupInput] = Field(
         default_factory=list, max_length=16, json_schema_extra=LIST_KEYED_BY_NAME
     )
@@ -344,11 +388,27 @@ class Schedule(APIModel):
         return value
 
 
+#: What a replica is sized for. The first two fit any model; the rest are LLM signals read from
+#: the metrics the vLLM and TensorRT-LLM backends export under Triton (docs/scaling.md).
+TargetType = Literal[
+    "Concurrency",
+    "RequestsPerSecond",
+    "QueueDepth",
+    "KVCacheUtilization",
+    "TokensPerSecond",
+    "TimeToFirstToken",
+]
+
+
 class TrafficTarget(APIModel):
     """Load one replica is sized for."""
 
-    type: Literal["Concurrency", "RequestsPerSecond"] = "Concurrency"
-    """Concurrency: in-flight requests per replica; RequestsPerSecond: request rate per replica."""
+    type: TargetType = "Concurrency"
+    """Concurrency: in-flight requests per replica; RequestsPerSecond: request rate per
+    replica; QueueDepth: requests waiting for the engine per replica; KVCacheUtilization:
+    KV-cache use per replica as a fraction (0.8 = 80 %); TokensPerSecond: generated tokens per
+    second per replica; TimeToFirstToken: mean time to first token in seconds (replicas scale
+    by the ratio of the measured to the target value, as the HPA does for a value metric)."""
     value: float = Field(default=4, gt=0, le=100000)
     """Target value per replica."""
 

@@ -42,6 +42,8 @@ from warmpool.render.volumes import (
     CACHE_VOLUME,
     CREDENTIALS_MOUNT_PATH,
     CREDENTIALS_VOLUME,
+    PROMPTS_MOUNT_PATH,
+    PROMPTS_VOLUME,
     REF_MOUNT_PATH,
     REF_VOLUME,
     REPOSITORY_VOLUME,
@@ -56,6 +58,7 @@ from warmpool.render.volumes import (
     cache_volume,
     credentials_file_volume,
     model_source,
+    prompts_volume,
     samples_volume,
     scratch_volumes,
     token_volume,
@@ -163,6 +166,8 @@ def warmup_container(pool: InferencePool, config: RenderConfig) -> Obj:
     mounts: list[Obj] = [{"name": TOKEN_VOLUME, "mountPath": TOKEN_MOUNT_PATH, "readOnly": True}]
     if pool.spec.warmup.samples_config_map:
         mounts.append({"name": SAMPLES_VOLUME, "mountPath": SAMPLES_MOUNT_PATH, "readOnly": True})
+    if pool.spec.warmup.llm.prompts_config_map:
+        mounts.append({"name": PROMPTS_VOLUME, "mountPath": PROMPTS_MOUNT_PATH, "readOnly": True})
     mounts.append(_tmp_mount())
     return {
         "name": WARMUP_CONTAINER,
@@ -338,6 +343,8 @@ def pod_spec(pool: InferencePool, config: RenderConfig) -> Obj:
         volumes.append(token_volume())
         if pool.spec.warmup.samples_config_map:
             volumes.append(samples_volume(pool.spec.warmup.samples_config_map))
+        if pool.spec.warmup.llm.prompts_config_map:
+            volumes.append(prompts_volume(pool.spec.warmup.llm.prompts_config_map))
 
     spec: Obj = {
         "serviceAccountName": warmup_service_account(pool),

@@ -16,12 +16,14 @@ TMP_VOLUME = "tmp"
 SHM_VOLUME = "dshm"
 TOKEN_VOLUME = "warmup-token"
 SAMPLES_VOLUME = "warmup-samples"
+PROMPTS_VOLUME = "warmup-prompts"
 CREDENTIALS_VOLUME = "model-credentials"
 REF_VOLUME = "model-ref"
 
 #: Where the warm-up sidecar finds its API credentials (the path client libraries look at).
 TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 SAMPLES_MOUNT_PATH = "/etc/warmpool/samples"
+PROMPTS_MOUNT_PATH = "/etc/warmpool/prompts"
 #: Where a pre-pull pod (no --dest) keeps its use reference of the cached model (`--ref-dir`):
 #: a pod volume, gone with the pod, so the reference ends with it.
 REF_MOUNT_PATH = "/var/lib/warmpool/ref"
@@ -125,6 +127,11 @@ def token_volume() -> Obj:
 def samples_volume(config_map: str) -> Obj:
     """Recorded warm-up requests (spec.warmup.samplesConfigMap), read-only."""
     return {"name": SAMPLES_VOLUME, "configMap": {"name": config_map}}
+
+
+def prompts_volume(config_map: str) -> Obj:
+    """Prompts of a streaming warm-up (spec.warmup.llm.promptsConfigMap), read-only."""
+    return {"name": PROMPTS_VOLUME, "configMap": {"name": config_map}}
 
 
 def credentials_file_volume(pool: InferencePool) -> Obj | None:

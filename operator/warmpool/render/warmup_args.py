@@ -10,7 +10,7 @@ import json
 
 from warmpool.api.resource import WARM_CONDITION, InferencePool
 from warmpool.render.common import Obj
-from warmpool.render.volumes import SAMPLES_MOUNT_PATH
+from warmpool.render.volumes import PROMPTS_MOUNT_PATH, SAMPLES_MOUNT_PATH
 
 WARMUP_COMMAND = ["warmpool", "warmup"]
 #: Port of the warm-up program's health endpoints (/healthz, /readyz, /status).
@@ -22,6 +22,8 @@ def warmup_args(pool: InferencePool) -> list[str]:
     """Arguments after `warmpool warmup`: which server, which model, when latency is steady.
 
     Recorded samples (spec.warmup.samplesConfigMap) replace generated inputs when both are set.
+    The streaming flags (prompts, answer length, sampling) are passed whatever the mode: with
+    mode auto only the model's config decides whether they are used.
     """
     spec = pool.spec.warmup
     ports = pool.spec.server.ports
@@ -36,6 +38,17 @@ def warmup_args(pool: InferencePool) -> list[str]:
     elif spec.inputs:
         wire = [tensor.model_dump(by_alias=True, mode="json") for tensor in spec.inputs]
         args.append(f"--inputs={json.dumps(wire, separators=(',', ':'))}")
+    if spec.mode != "auto":
+        args.append(f"--mode={spec.mode}")
+    llm = spec.llm
+    if llm.prompts_config_map:
+        args.append(f"--prompts-dir={PROMPTS_MOUNT_PATH}")
+    elif llm.prompts:
+        args.append(f"--prompts={json.dumps(llm.prompts, separators=(',', ':'))}")
+    if "max_tokens" in llm.model_fields_set:
+        args.append(f"--max-tokens={llm.max_tokens}")
+    if llm.sampling_parameters:
+        args.append(f"--sampling={json.dumps(llm.sampling_parameters, separators=(',', ':'))}")
     args += [
         f"--concurrency={spec.concurrency}",
         f"--min-requests={spec.min_requests}",

@@ -20,11 +20,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from warmpool.api.spec import TargetType
 from warmpool.scaling.policy import Sample
 
-TargetType = Literal["Concurrency", "RequestsPerSecond"]
+__all__ = ["DEFAULT_QUERIES", "LLM_SIGNAL_SOURCES", "PrometheusReader", "TargetType"]
 
 _SELECTOR = 'namespace="{namespace}",pool="{pool}"'
 _HELD = f"(sum(warmpool_activator_held_requests{{{_SELECTOR}}}) or vector(0))"
@@ -46,6 +47,90 @@ DEFAULT_QUERIES: dict[str, str] = {
         f" + {_HELD}"
     ),
 }
+
+
+def _first_of(*expressions: str) -> str:
+    """The first expression that has a value (PromQL ``or`` of label-less aggregates): a pool
+    runs one backend, so only that backend's series exist."""
+    return "(" + " or ".join(f"({e})" for e in expressions) + ")"
+
+
+def _mean_of_histogram(name: str, scale: str = "") -> str:
+    """Mean of a histogram over the window; absent (not NaN) when nothing was observed."""
+    mean = (
+        f"sum(rate({name}_sum{{{_SELECTOR}}}[{{window}}]))"
+        f" / sum(rate({name}_count{{{_SELECTOR}}}[{{window}}])){scale}"
+    )
+    return f"({mean}) > 0"
+
+
+#: A held request, for signals that are not counts of requests: a token demand (a thousandth of
+#: one unit) that asks for one replica and keeps the pool from looking idle, nothing more.
+_WOKEN = (
+    f"(clamp_max(sum(warmpool_activator_held_requests{{{_SELECTOR}}}), 1) * 0.001 or vector(0))"
+)
+#: Replicas exporting Triton metrics now (one `pod` label each).
+_REPLICAS = f"count(count by (pod) (nv_inference_count{{{_SELECTOR}}}))"
+
+#: Where each LLM signal comes from, per backend (metric names as exported under Triton):
+#: vllm = the vLLM backend (triton-inference-server/vllm_backend, src/utils/metrics.py);
+#: tensorrtllm = the TensorRT-LLM backend's `nv_trt_llm_*` families; triton = Triton core.
+LLM_SIGNAL_SOURCES: dict[str, dict[str, str]] = {
+    "QueueDepth": {
+        "vllm": "vllm:num_requests_waiting",
+        "tensorrtllm": 'nv_trt_llm_request_metrics{request_type="waiting"}',
+        "triton": "nv_inference_pending_request_count",
+    },
+    "KVCacheUtilization": {
+        "vllm": "vllm:gpu_cache_usage_perc (vllm:kv_cache_usage_perc in vLLM V1)",
+        "tensorrtllm": 'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}',
+    },
+    "TokensPerSecond": {
+        "vllm": "rate(vllm:generation_tokens_total)",
+    },
+    "TimeToFirstToken": {
+        "vllm": "vllm:time_to_first_token_seconds (histogram: _sum / _count)",
+        "triton": "nv_inference_first_response_histogram_ms (--metrics-config "
+        "histogram_latencies=true; the first response of a decoupled model)",
+    },
+}
+
+#: LLM signals. Each query gives the pool's demand in the target's unit, so that
+#: `ceil(demand / target)` replicas are wanted, as for the two request signals above:
+#: QueueDepth: requests waiting for the engine, plus requests the activator holds;
+#: KVCacheUtilization: the sum over replicas of each one's KV-cache use (fraction);
+#: TokensPerSecond: generated tokens per second over the window;
+#: TimeToFirstToken: the mean TTFT over the window times the replicas serving, so that
+#: `ceil(demand / target) = ceil(replicas * ttft / target)`: the HPA's rule for a value metric.
+DEFAULT_QUERIES.update(
+    {
+        "QueueDepth": _first_of(
+            f"sum(vllm:num_requests_waiting{{{_SELECTOR}}})",
+            f'sum(nv_trt_llm_request_metrics{{{_SELECTOR},request_type="waiting"}})',
+            f"sum(nv_inference_pending_request_count{{{_SELECTOR}}})",
+            "vector(0)",
+        )
+        + f" + {_HELD}",
+        "KVCacheUtilization": _first_of(
+            f"sum(vllm:gpu_cache_usage_perc{{{_SELECTOR}}})",
+            f"sum(vllm:kv_cache_usage_perc{{{_SELECTOR}}})",
+            f'sum(nv_trt_llm_kv_cache_block_metrics{{{_SELECTOR},kv_cache_block_type="fraction"}})',
+            "vector(0)",
+        )
+        + f" + {_WOKEN}",
+        "TokensPerSecond": _first_of(
+            f"sum(rate(vllm:generation_tokens_total{{{_SELECTOR}}}[{{window}}]))",
+            "vector(0)",
+        )
+        + f" + {_WOKEN}",
+        "TimeToFirstToken": "("
+        + _first_of(
+            _mean_of_histogram("vllm:time_to_first_token_seconds"),
+            _mean_of_histogram("nv_inference_first_response_histogram_ms", " / 1000"),
+        )
+        + f" * on() {_REPLICAS} or vector(0)) + {_WOKEN}",
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,13 @@ from pydantic import ValidationError
 from warmpool.warmup import health
 from warmpool.warmup.condition import ConditionSink, LogSink, PodConditionWriter
 from warmpool.warmup.inputs import WarmupRequest, generate_request, load_samples, parse_input_specs
+from warmpool.warmup.llm import (
+    DEFAULT_PROMPTS,
+    StreamRequest,
+    load_prompts,
+    parse_prompts,
+    parse_sampling,
+)
 from warmpool.warmup.runner import GateState, run
 from warmpool.warmup.settings import WarmupSettings
 from warmpool.warmup.triton import connect
@@ -37,6 +44,11 @@ FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("--model-version", "WARMUP_MODEL_VERSION", "model_version", "model version (default: any)"),
     ("--inputs", "WARMUP_INPUTS", "inputs", "JSON list [{name, datatype, shape}]"),
     ("--samples-dir", "WARMUP_SAMPLES_DIR", "samples_dir", "directory of *.json requests"),
+    ("--mode", "WARMUP_MODE", "mode", "auto, unary or stream (default auto: from the config)"),
+    ("--prompts", "WARMUP_PROMPTS", "prompts", "streaming: JSON list of prompts"),
+    ("--prompts-dir", "WARMUP_PROMPTS_DIR", "prompts_dir", "streaming: directory of prompts"),
+    ("--max-tokens", "WARMUP_MAX_TOKENS", "max_tokens", "streaming: tokens per request (16)"),
+    ("--sampling", "WARMUP_SAMPLING", "sampling", "streaming: JSON sampling parameters"),
     ("--concurrency", "WARMUP_CONCURRENCY", "concurrency", "requests in flight (default 1)"),
     ("--min-requests", "WARMUP_MIN_REQUESTS", "min_requests", "never steady before (10)"),
     ("--max-requests", "WARMUP_MAX_REQUESTS", "max_requests", "NotSteady after (500)"),
@@ -99,7 +111,22 @@ def warmup_requests(config: WarmupSettings) -> list[WarmupRequest]:
     return []
 
 
-async def _main(config: WarmupSettings, requests: list[WarmupRequest]) -> int:
+def stream_requests(config: WarmupSettings) -> list[StreamRequest]:
+    """The streaming warm-up requests (used when the model is decoupled): every prompt with
+    the sampling parameters and ``--max-tokens``."""
+    if config.prompts is not None:
+        prompts = parse_prompts(config.prompts)
+    elif config.prompts_dir is not None:
+        prompts = load_prompts(Path(config.prompts_dir))
+    else:
+        prompts = list(DEFAULT_PROMPTS)
+    sampling = parse_sampling(config.sampling) if config.sampling else {}
+    return [StreamRequest(prompt, config.max_tokens, sampling) for prompt in prompts]
+
+
+async def _main(
+    config: WarmupSettings, requests: list[WarmupRequest], prompts: list[StreamRequest]
+) -> int:
     state = GateState()
     site = None
     if config.health_port:
@@ -113,7 +140,7 @@ async def _main(config: WarmupSettings, requests: list[WarmupRequest]) -> int:
         config.protocol, config.url, config.model, config.model_version, config.timeout
     )
     try:
-        return await run(config, driver, sink, requests, state)
+        return await run(config, driver, sink, requests, state, prompts)
     finally:
         await driver.close()
         await sink.close()
@@ -132,7 +159,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         config = settings(args, os.environ if environ is None else environ)
         requests = warmup_requests(config)
+        prompts = stream_requests(config)
     except (ValidationError, ValueError) as error:
         print(f"warmpool warmup: {error}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(_main(config, requests))
+    return asyncio.run(_main(config, requests, prompts))

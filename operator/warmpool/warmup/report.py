@@ -24,6 +24,10 @@ the server answered successfully (with concurrency > 1 this includes the few sti
 the verdict); ``firstMs``: the first (cold) request's latency; ``steadyP50Ms``: the median
 latency of the last window.
 
+A streaming (decoupled) model's warm-up times answers, not requests: ``firstMs`` and
+``steadyP50Ms`` are then times to first token, and two keys are added: ``steadyItlMs`` (the last
+window's median inter-token latency) and ``mode=stream``.
+
 Keys written on failure (reasons ``ModelNotReady``, ``NotSteady``, ``Timeout``,
 ``InferenceFailed``), each only where known (no ``serverReadyAt`` when the server never became
 ready, no latencies when no request completed), then a `` -- `` tail saying what went wrong::
@@ -31,7 +35,8 @@ ready, no latencies when no request completed), then a `` -- `` tail saying what
     serverReadyAt=<time> failedAt=<time> requests=<int> firstMs=<float> lastP50Ms=<float>
     bestP50Ms=<float> durationS=<float> -- <text>
 
-``lastP50Ms``/``bestP50Ms``: the last and the best window median. When a warm pod's server
+``lastP50Ms``/``bestP50Ms``: the last and the best window median (streaming: of the time to
+first token, with ``lastItlMs`` and ``mode=stream`` added). When a warm pod's server
 stops being ready the gate closes with reason ``ServerNotReady`` and ``failedAt=<time> -- <text>``.
 """
 

@@ -16,9 +16,21 @@ from tritonclient.utils import InferenceServerException
 
 from warmpool.warmup import report
 from warmpool.warmup.condition import ConditionSink, ConditionStatus
-from warmpool.warmup.inputs import WarmupRequest, generate_request, specs_from_metadata
+from warmpool.warmup.inputs import Tensor, WarmupRequest, generate_request, specs_from_metadata
+from warmpool.warmup.llm import (
+    DEFAULT_PROMPTS,
+    StreamRequest,
+    declared_inputs,
+    is_decoupled,
+    stream_tensors,
+)
 from warmpool.warmup.settings import WarmupSettings
-from warmpool.warmup.steady import SteadyRule, SteadyStateDetector, Verdict
+from warmpool.warmup.steady import (
+    SteadyRule,
+    SteadyStateDetector,
+    StreamSteadyDetector,
+    Verdict,
+)
 from warmpool.warmup.triton import InferenceFailed, TritonDriver
 
 log = logging.getLogger(__name__)
@@ -40,6 +52,10 @@ class Outcome:
     first_s: float | None = None
     p50_s: float | None = None
     best_p50_s: float | None = None
+    itl_p50_s: float | None = None
+    """Streaming models: the last window's median inter-token latency."""
+    mode: str = ""
+    """``stream`` for a streaming warm-up (latencies are then times to first token)."""
     detail: str = ""
 
     @property
@@ -62,7 +78,9 @@ class Outcome:
                 "requests": self.requests,
                 "firstMs": _ms(self.first_s),
                 "steadyP50Ms": _ms(self.p50_s),
+                "steadyItlMs": _ms(self.itl_p50_s),
                 "durationS": duration,
+                "mode": self.mode or None,
             }
         else:
             pairs = {
@@ -72,7 +90,9 @@ class Outcome:
                 "firstMs": _ms(self.first_s),
                 "lastP50Ms": _ms(self.p50_s),
                 "bestP50Ms": _ms(self.best_p50_s),
+                "lastItlMs": _ms(self.itl_p50_s),
                 "durationS": duration,
+                "mode": self.mode or None,
             }
         return report.format_message(pairs, self.detail)
 
@@ -188,10 +208,101 @@ async def drive(
     return detector, completed, report.REASON_NOT_STEADY, detail
 
 
-async def warm_up(
-    driver: TritonDriver, requests: list[WarmupRequest], settings: WarmupSettings, state: GateState
+async def drive_stream(
+    driver: TritonDriver,
+    requests: list[list[Tensor]],
+    rule: SteadyRule,
+    concurrency: int,
+    deadline: float,
+) -> tuple[StreamSteadyDetector, int, str, str]:
+    """:func:`drive` for a decoupled model: each request is a streamed answer, judged on its
+    time to first token and its inter-token latency (:class:`StreamSteadyDetector`)."""
+    detector = StreamSteadyDetector(rule)
+    sent = 0
+    completed = 0
+    errors = 0
+    failure = ""
+
+    async def worker() -> None:
+        nonlocal sent, completed, errors, failure
+        while detector.verdict is Verdict.CONTINUE and sent < rule.max_requests and not failure:
+            request = requests[sent % len(requests)]
+            sent += 1
+            try:
+                timing = await driver.stream(request)
+            except InferenceFailed as error:
+                errors += 1
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    failure = str(error)
+                continue
+            errors = 0
+            completed += 1
+            detector.add(timing.ttft, timing.itl)
+
+    try:
+        async with asyncio.timeout_at(deadline):
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    except TimeoutError:
+        detail = f"not steady before the timeout ({sent} streams sent)"
+        return detector, completed, report.REASON_TIMEOUT, detail
+    if failure:
+        return detector, completed, report.REASON_INFERENCE_FAILED, f"inference failed: {failure}"
+    if detector.verdict is Verdict.STEADY:
+        return detector, completed, "", ""
+    detail = f"time to first token / inter-token latency not steady after {sent} streams"
+    return detector, completed, report.REASON_NOT_STEADY, detail
+
+
+async def _streaming(driver: TritonDriver, mode: str) -> bool:
+    """Whether to warm up with streams: the mode, or (``auto``) the model's config."""
+    if mode != "auto":
+        return mode == "stream"
+    return is_decoupled(await driver.config())
+
+
+async def warm_up_stream(
+    driver: TritonDriver,
+    prompts: list[StreamRequest],
+    settings: WarmupSettings,
+    ready_at: datetime,
+    deadline: float,
 ) -> Outcome:
-    """One bounded warm-up: readiness, then requests until steady."""
+    """Warm a decoupled model with streamed prompts until TTFT and ITL are steady."""
+    try:
+        declared = declared_inputs(await driver.metadata())
+        requests = [stream_tensors(prompt, declared) for prompt in prompts]
+    except (InferenceServerException, ValueError, KeyError) as error:
+        return Outcome(
+            report.REASON_INFERENCE_FAILED,
+            server_ready_at=ready_at,
+            mode="stream",
+            detail=f"no streaming warm-up requests: {error}",
+        )
+    log.info("streaming warm-up of %s with %d prompts", driver.model, len(prompts))
+    detector, completed, reason, detail = await drive_stream(
+        driver, requests, settings.rule(), settings.concurrency, deadline
+    )
+    return Outcome(
+        reason or report.REASON_SUCCEEDED,
+        server_ready_at=ready_at,
+        requests=completed,
+        first_s=detector.ttft.first,
+        p50_s=detector.ttft.current_median,
+        best_p50_s=detector.ttft.best_median,
+        itl_p50_s=detector.itl.current_median,
+        mode="stream",
+        detail=detail,
+    )
+
+
+async def warm_up(
+    driver: TritonDriver,
+    requests: list[WarmupRequest],
+    settings: WarmupSettings,
+    state: GateState,
+    prompts: list[StreamRequest] | None = None,
+) -> Outcome:
+    """One bounded warm-up: readiness, then requests (or streams) until steady."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout
     state.phase = "waiting"
@@ -199,6 +310,18 @@ async def warm_up(
     if ready.at is None:
         return Outcome(ready.reason, detail=ready.detail)
     log.info("server and model %s ready; warming up", driver.model)
+    try:
+        streaming = await _streaming(driver, settings.mode)
+    except (InferenceServerException, ValueError, KeyError) as error:
+        return Outcome(
+            report.REASON_INFERENCE_FAILED,
+            server_ready_at=ready.at,
+            detail=f"model config unusable (is the model decoupled?): {error}",
+        )
+    if streaming:
+        state.phase = "warming"
+        prompts = prompts or [StreamRequest(p, settings.max_tokens) for p in DEFAULT_PROMPTS]
+        return await warm_up_stream(driver, prompts, settings, ready.at, deadline)
     if not requests:
         try:
             specs = specs_from_metadata(await driver.metadata())
@@ -259,6 +382,7 @@ async def run(
     sink: ConditionSink,
     requests: list[WarmupRequest],
     state: GateState,
+    prompts: list[StreamRequest] | None = None,
 ) -> int:
     """Warm up, open the gate, then watch; exit code 0 only with ``--once`` after success.
 
@@ -266,7 +390,7 @@ async def run(
     the cycle starts again: a restarted server is cold again.
     """
     while True:
-        outcome = await warm_up(driver, requests, settings, state)
+        outcome = await warm_up(driver, requests, settings, state, prompts)
         state.outcome = outcome
         state.phase = "warm" if outcome.succeeded else "failed"
         log.info("warm-up: %s %s", outcome.reason, outcome.message())

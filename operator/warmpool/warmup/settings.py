@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,6 +29,19 @@ class WarmupSettings(BaseModel):
     With neither, the inputs are read from the model's metadata once it is ready."""
     samples_dir: Path | None = None
     """Directory of ``*.json`` sample requests (exclusive with inputs)."""
+    mode: Literal["auto", "unary", "stream"] = "auto"
+    """``unary``: one response per request, judged on latency; ``stream``: a decoupled model
+    (LLM) driven with prompts, judged on time to first token and inter-token latency;
+    ``auto``: ``stream`` when the model's config says decoupled, else ``unary``."""
+    prompts: str | None = None
+    """Streaming: JSON list of prompts (exclusive with prompts_dir); default: a built-in few."""
+    prompts_dir: Path | None = None
+    """Streaming: directory of prompts (a mounted ConfigMap): one prompt per file, or a JSON
+    list in a ``*.json`` file."""
+    max_tokens: int = Field(default=16, ge=1, le=4096)
+    """Streaming: tokens generated per warm-up request (bounds each answer)."""
+    sampling: str | None = None
+    """Streaming: JSON object of sampling parameters (vLLM names: temperature, top_p, seed...)."""
     concurrency: int = Field(default=1, ge=1, le=256)
     """Warm-up requests in flight at once."""
     min_requests: int = Field(default=10, ge=1)
@@ -65,6 +79,8 @@ class WarmupSettings(BaseModel):
     def _check(self) -> WarmupSettings:
         if self.inputs is not None and self.samples_dir is not None:
             raise ValueError("--inputs and --samples-dir are exclusive")
+        if self.prompts is not None and self.prompts_dir is not None:
+            raise ValueError("--prompts and --prompts-dir are exclusive")
         if bool(self.pod_name) != bool(self.pod_namespace):
             raise ValueError("--pod-name and --pod-namespace go together")
         self.rule()  # validates window/min/max together

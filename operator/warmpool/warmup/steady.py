@@ -129,3 +129,43 @@ class SteadyStateDetector:
     def best_median(self) -> float | None:
         """The best window median seen so far (over all windows; for reports)."""
         return min(self.window_medians) if self.window_medians else None
+
+
+@dataclass
+class StreamSteadyDetector:
+    """The rule above applied to a streaming model: to its time to first token (TTFT) AND to
+    its inter-token latency (ITL, each answer's median gap between tokens), separately.
+
+    Steady once both are steady (each latches when its rule first holds); not steady as soon
+    as either is not. Answers of a single token carry no ITL: only their TTFT is recorded.
+    """
+
+    rule: SteadyRule
+    ttft: SteadyStateDetector = field(init=False)
+    itl: SteadyStateDetector = field(init=False)
+    answers: int = 0
+    """Answers recorded (each detector stops counting once it latched)."""
+
+    def __post_init__(self) -> None:
+        self.ttft = SteadyStateDetector(self.rule)
+        self.itl = SteadyStateDetector(self.rule)
+
+    def add(self, ttft: float, itl: float | None) -> Verdict:
+        """Record one answer's TTFT and median ITL (seconds) and return the verdict after it."""
+        self.answers += 1
+        self.ttft.add(ttft)
+        if itl is not None:
+            self.itl.add(itl)
+        return self.verdict
+
+    @property
+    def verdict(self) -> Verdict:
+        verdicts = (self.ttft.verdict, self.itl.verdict)
+        if Verdict.NOT_STEADY in verdicts:
+            return Verdict.NOT_STEADY
+        if verdicts == (Verdict.STEADY, Verdict.STEADY):
+            return Verdict.STEADY
+        if self.answers >= self.rule.max_requests:
+            # E.g. every answer had one token: no ITL could be judged.
+            return Verdict.NOT_STEADY
+        return Verdict.CONTINUE

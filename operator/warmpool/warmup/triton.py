@@ -7,16 +7,27 @@ protocol. Health calls never raise: a server that cannot be reached is "not live
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 import logging
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import aiohttp
 import tritonclient.grpc.aio as grpcclient
 import tritonclient.http.aio as httpclient
 from tritonclient.utils import InferenceServerException
 
-from warmpool.warmup.inputs import WarmupRequest
+from warmpool.warmup.inputs import Tensor, WarmupRequest
+from warmpool.warmup.llm import (
+    TEXT_OUTPUT,
+    StreamTiming,
+    generate_body,
+    parse_sse_event,
+    timing_from_arrivals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +86,18 @@ class TritonDriver(abc.ABC):
         """The model's metadata (KServe v2 JSON: name, versions, inputs, outputs)."""
 
     @abc.abstractmethod
+    async def config(self) -> dict[str, Any]:
+        """The model's configuration (Triton's JSON)."""
+
+    @abc.abstractmethod
     async def infer(self, request: WarmupRequest) -> None:
         """Send one inference request; raise :class:`InferenceFailed` on a server error."""
+
+    @abc.abstractmethod
+    async def stream(self, tensors: list[Tensor]) -> StreamTiming:
+        """Send one request to a decoupled model and time its streamed answer until the final
+        response; raise :class:`InferenceFailed` on a server error or an answer without output.
+        """
 
     @abc.abstractmethod
     async def close(self) -> None: ...
@@ -115,6 +136,9 @@ class HttpDriver(TritonDriver):
     def __init__(self, url: str, model: str, version: str, request_timeout: float) -> None:
         super().__init__(model, version)
         self._client = httpclient.InferenceServerClient(url, conn_timeout=request_timeout)
+        self._url = url
+        self._timeout = request_timeout
+        self._session: aiohttp.ClientSession | None = None
 
     async def _safe(self, call: Any) -> bool:
         try:
@@ -140,6 +164,37 @@ class HttpDriver(TritonDriver):
         result: dict[str, Any] = await self._client.get_model_metadata(self.model, self.version)
         return result
 
+    async def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.get_model_config(self.model, self.version)
+        return result
+
+    async def stream(self, tensors: list[Tensor]) -> StreamTiming:
+        """``POST .../generate_stream``: Server-Sent Events, one per response."""
+        if self._session is None:
+            # No read timeout: a long answer streams for as long as it streams; each call is
+            # bounded by the warm-up's own deadline.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout)
+            )
+        path = f"/v2/models/{self.model}"
+        if self.version:
+            path += f"/versions/{self.version}"
+        arrivals: list[float] = []
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                f"http://{self._url}{path}/generate_stream", json=generate_body(tensors)
+            ) as response:
+                if response.status != 200:
+                    text = (await response.text())[:500]
+                    raise InferenceFailed(f"generate_stream answered {response.status}: {text}")
+                async for data in _sse_data(response.content):
+                    if parse_sse_event(data):
+                        arrivals.append(time.perf_counter() - started)
+            return timing_from_arrivals(arrivals)
+        except (aiohttp.ClientError, ValueError) as error:
+            raise InferenceFailed(str(error)) from error
+
     async def infer(self, request: WarmupRequest) -> None:
         inputs = []
         for tensor in request:
@@ -154,6 +209,22 @@ class HttpDriver(TritonDriver):
 
     async def close(self) -> None:
         await self._client.close()
+        if self._session is not None:
+            await self._session.close()
+
+
+async def _sse_data(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The ``data`` payloads of a Server-Sent Events body, each as soon as its event ends."""
+    lines: list[str] = []
+    async for raw in content:
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith("data:"):
+            lines.append(line[5:].lstrip(" "))
+        elif not line and lines:
+            yield "\n".join(lines)
+            lines = []
+    if lines:
+        yield "\n".join(lines)
 
 
 class GrpcDriver(TritonDriver):
@@ -195,6 +266,58 @@ class GrpcDriver(TritonDriver):
         )
         return result
 
+    async def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._client.get_model_config(
+            self.model, self.version, as_json=True, client_timeout=self._timeout
+        )
+        return result
+
+    async def stream(self, tensors: list[Tensor]) -> StreamTiming:
+        """One ``ModelStreamInfer`` call carrying one request, read until the final response
+        (Triton flags it when asked with ``triton_enable_empty_final_response``)."""
+        inputs = []
+        for tensor in tensors:
+            item = grpcclient.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
+            item.set_data_from_numpy(tensor.array)
+            inputs.append(item)
+        finished = asyncio.Event()
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            yield {
+                "model_name": self.model,
+                "model_version": self.version,
+                "inputs": inputs,
+                "parameters": {"triton_enable_empty_final_response": True},
+            }
+            # Keep the request side open until the answer is complete: a half-closed stream
+            # is the client saying it is done.
+            await finished.wait()
+
+        arrivals: list[float] = []
+        started = time.perf_counter()
+        call = self._client.stream_infer(requests())
+        try:
+            async for result, error in call:
+                if error is not None:
+                    raise InferenceFailed(str(error))
+                if result is None:
+                    continue
+                if _has_output(result):
+                    arrivals.append(time.perf_counter() - started)
+                response = result.get_response()
+                final = response.parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    break
+        except InferenceServerException as error:
+            raise InferenceFailed(str(error)) from error
+        finally:
+            finished.set()
+            call.cancel()
+        try:
+            return timing_from_arrivals(arrivals)
+        except ValueError as error:
+            raise InferenceFailed(str(error)) from error
+
     async def infer(self, request: WarmupRequest) -> None:
         inputs = []
         for tensor in request:
@@ -210,6 +333,11 @@ class GrpcDriver(TritonDriver):
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _has_output(result: Any) -> bool:
+    array = result.as_numpy(TEXT_OUTPUT)
+    return array is not None and any(bool(item) for item in array.reshape(-1))
 
 
 def connect(protocol: Protocol, url: str, model: str, version: str, timeout: float) -> TritonDriver:

@@ -18,7 +18,9 @@ def test_default_queries_select_the_pool_and_include_held_requests() -> None:
         query = render_query(template, "ml", "llama", "30s")
         assert 'namespace="ml",pool="llama"' in query, target
         assert "warmpool_activator_held_requests" in query
-        assert "{" + "pool}" not in query and "[30s]" in query
+        assert "{" + "pool}" not in query
+        # Gauges (queue depth, KV-cache use) are read as they are; the rest over the window.
+        assert ("[30s]" in query) == (target not in {"QueueDepth", "KVCacheUtilization"})
     assert "nv_inference_request_duration_us" in DEFAULT_QUERIES["Concurrency"]
     assert "nv_inference_request_success" in DEFAULT_QUERIES["RequestsPerSecond"]
 

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from warmpool.warmup.cli import FLAGS, build_parser, main, settings, warmup_requests
+from warmpool.warmup.cli import (
+    FLAGS,
+    build_parser,
+    main,
+    settings,
+    stream_requests,
+    warmup_requests,
+)
 
 INPUTS = json.dumps([{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4]}])
 
@@ -48,9 +55,15 @@ def test_every_flag_has_an_environment_fallback() -> None:
         "WARMUP_WATCH_INTERVAL": "2.5",
         "WARMUP_WATCH_FAILURES": "3",
         "WARMUP_ONCE": "true",
+        "WARMUP_MODE": "stream",
+        "WARMUP_PROMPTS": '["hello"]',
+        "WARMUP_MAX_TOKENS": "8",
+        "WARMUP_SAMPLING": '{"temperature": "0"}',
     }
-    # WARMUP_SAMPLES_DIR excludes WARMUP_INPUTS: test_requests_come_from_samples_dir uses it.
-    assert {env for _, env, _, _ in FLAGS} - {"WARMUP_SAMPLES_DIR"} <= set(environ)
+    # WARMUP_SAMPLES_DIR excludes WARMUP_INPUTS (test_requests_come_from_samples_dir uses it),
+    # WARMUP_PROMPTS_DIR excludes WARMUP_PROMPTS (test_prompts_come_from_a_config_map_dir).
+    exclusive = {"WARMUP_SAMPLES_DIR", "WARMUP_PROMPTS_DIR"}
+    assert {env for _, env, _, _ in FLAGS} - exclusive <= set(environ)
     config = parse([], environ)
     assert config.protocol == "grpc" and config.url == "127.0.1.5:8001"
     assert config.model == "llama" and config.model_version == "3"
@@ -63,6 +76,31 @@ def test_every_flag_has_an_environment_fallback() -> None:
     assert (config.health_port, config.health_address) == (9000, "127.0.0.1")
     assert (config.watch_interval, config.watch_failures) == (2.5, 3)
     assert config.once is True
+    assert (config.mode, config.max_tokens) == ("stream", 8)
+    assert [r.prompt for r in stream_requests(config)] == ["hello"]
+    assert stream_requests(config)[0].sampling_parameters() == {"temperature": 0, "max_tokens": 8}
+
+
+def test_prompts_come_from_a_config_map_dir(tmp_path: Path) -> None:
+    (tmp_path / "a-question").write_text("Why is the sky blue?\n")
+    (tmp_path / "b.json").write_text('["one", "two"]')
+    (tmp_path / "..data").mkdir()  # a mounted ConfigMap's bookkeeping is skipped
+    config = parse(["--model", "m", "--prompts-dir", str(tmp_path)], {})
+    assert [r.prompt for r in stream_requests(config)] == ["Why is the sky blue?", "one", "two"]
+    assert stream_requests(config)[0].max_tokens == 16
+
+
+def test_streaming_flags_are_checked() -> None:
+    with pytest.raises(ValueError, match="exclusive"):
+        parse(["--model", "m", "--prompts", '["a"]', "--prompts-dir", "/x"], {})
+    with pytest.raises(ValueError, match="mode"):
+        parse(["--model", "m", "--mode", "chat"], {})
+    config = parse(["--model", "m", "--sampling", '{"max_tokens": 3}'], {})
+    with pytest.raises(ValueError, match="--max-tokens"):
+        stream_requests(config)
+    config = parse(["--model", "m", "--prompts", '["a", ""]'], {})
+    with pytest.raises(ValueError, match="non-empty"):
+        stream_requests(config)
 
 
 def test_flags_win_over_the_environment() -> None:
