@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -28,7 +27,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,105 +34,12 @@ from typing import Any
 
 from aiohttp import web
 
+from support.s3 import S3Server, free_port, start_s3, stop_process, versitygw_binary, wait_for
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["S3Server", "free_port", "start_s3", "stop_process", "versitygw_binary", "wait_for"]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail after ``timeout`` seconds (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def versitygw_binary() -> Path | None:
-    cache = Path(os.environ.get("WARMPOOL_CACHE", Path.home() / ".cache" / "warmpool"))
-    binary = cache / "bin" / "versitygw"
-    return binary if binary.exists() else None
-
-
-@dataclass
-class S3Server:
-    """A running versitygw on loopback."""
-
-    endpoint: str
-    access_key: str
-    secret_key: str
-    root: Path
-    process: subprocess.Popen[bytes]
-
-    def client(self) -> Any:
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
-            region_name="us-east-1",
-        )
-
-    def env(self) -> dict[str, str]:
-        """Environment for a prefetch subprocess (as the pod gets it from a Secret)."""
-        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
-
-    def object_path(self, bucket: str, key: str) -> Path:
-        """The file the posix backend stores an object in."""
-        return self.root / bucket / key
-
-
-def start_s3(binary: Path, root: Path) -> S3Server:
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    access, secret = "warmpooltest", "warmpool-test-secret-key"
-    log = root.parent / f"versitygw-{port}.log"
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "--access",
-            access,
-            "--secret",
-            secret,
-            "--port",
-            f"127.0.0.1:{port}",
-            "--quiet",
-            "posix",
-            str(root),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),  # a file, not a pipe: a full pipe would stall the server
-    )
-    server = S3Server(f"http://127.0.0.1:{port}", access, secret, root, process)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"versitygw exited: {log.read_text()[-500:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-        return False
-
-    try:
-        wait_for(ready, 30, "versitygw to listen")
-    except BaseException:
-        stop_process(process)  # leave no server behind
-        raise
-    return server
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+# S3 (versitygw) lives in tests/support/s3.py, shared with the warm-up and benchmark harnesses.
 
 
 # --------------------------------------------------------------------------- GCS

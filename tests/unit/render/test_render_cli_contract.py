@@ -7,6 +7,7 @@ removed flag fails here rather than in a pod.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,18 @@ def test_warmup_args_parse(example: str) -> None:
     ports = {p["name"]: p["containerPort"] for p in warmup["ports"]}
     assert ports[warmup["startupProbe"]["httpGet"]["port"]] == settings.health_port
     inputs = warmup_cli.warmup_requests(settings)
-    assert [t.name for t in inputs[0]] == [i.name for i in spec.inputs]
+    if spec.inputs:
+        assert [t.name for t in inputs[0]] == [i.name for i in spec.inputs]
+    else:  # from the model's metadata once it is ready
+        assert inputs == []
+    # The streaming warm-up (a decoupled model) gets the spec's prompts and sampling.
+    assert settings.mode == spec.mode
+    prompts = warmup_cli.stream_requests(settings)
+    if spec.llm.prompts:
+        assert [p.prompt for p in prompts] == spec.llm.prompts
+    assert {p.max_tokens for p in prompts} == {spec.llm.max_tokens}
+    sampling = {k: json.loads(v) for k, v in spec.llm.sampling_parameters.items()}
+    assert all(p.sampling == sampling for p in prompts)
 
 
 def test_warmup_with_samples_reads_the_mounted_config_map() -> None:

@@ -264,6 +264,7 @@ class TritonPythonModel:
                 traced = torch.jit.trace(Prefill(self.lm).eval(), example)
                 graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             self.prefill[size] = graph
+            pb_utils.Logger.log_info(f"tiny_lm: specialised the prefill graph for {size} tokens")
         padded = torch.tensor(tokens + [PAD] * (size - len(tokens)))
         logits, kvs = graph(padded)
         n = len(tokens)

@@ -107,6 +107,8 @@ class TritonPythonModel:
                 traced = torch.jit.trace(self.net, torch.zeros(shape))
                 plan = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             self.plans[shape] = plan
+            # Tests read this line: the expensive specialisation happens once per shape.
+            pb_utils.Logger.log_info(f"torch_convnet: specialised a plan for shape {list(shape)}")
         return plan
 
     def execute(self, requests: list[Any]) -> list[Any]:
