@@ -127,7 +127,9 @@ export PYTHONPATH="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.ge
 exec "$WHEEL_TRITON/bin/tritonserver" "\$@"
 EOF
 chmod +x "$HOME_DIR/bin/tritonserver"
-ln -sfn "$VENV/bin/python" "$HOME_DIR/bin/python"
+# A wrapper, not a symlink: Python finds its venv (pyvenv.cfg) next to the path it was started by.
+printf '#!/usr/bin/env bash\nexec "%s/bin/python" "$@"\n' "$VENV" >"$HOME_DIR/bin/python"
+chmod +x "$HOME_DIR/bin/python"
 ln -sfn "$HOME_DIR" "$CACHE/triton"
 
 # `tritonserver --help` exits non-zero by design; check that it prints its usage instead.

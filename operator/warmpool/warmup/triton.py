@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
+import grpc
 import tritonclient.grpc.aio as grpcclient
 import tritonclient.http.aio as httpclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import (
+    InferenceServerException,
+    deserialize_bytes_tensor,
+    serialize_byte_tensor,
+)
 
 from warmpool.warmup.inputs import Tensor, WarmupRequest
 from warmpool.warmup.llm import (
@@ -234,6 +240,8 @@ class GrpcDriver(TritonDriver):
         super().__init__(model, version)
         self._client = grpcclient.InferenceServerClient(url)
         self._timeout = request_timeout
+        self._url = url
+        self._channel: grpc.aio.Channel | None = None
 
     async def _safe(self, call: Any) -> bool:
         try:
@@ -272,52 +280,6 @@ class GrpcDriver(TritonDriver):
         )
         return result
 
-    async def stream(self, tensors: list[Tensor]) -> StreamTiming:
-        """One ``ModelStreamInfer`` call carrying one request, read until the final response
-        (Triton flags it when asked with ``triton_enable_empty_final_response``)."""
-        inputs = []
-        for tensor in tensors:
-            item = grpcclient.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
-            item.set_data_from_numpy(tensor.array)
-            inputs.append(item)
-        finished = asyncio.Event()
-
-        async def requests() -> AsyncIterator[dict[str, Any]]:
-            yield {
-                "model_name": self.model,
-                "model_version": self.version,
-                "inputs": inputs,
-                "parameters": {"triton_enable_empty_final_response": True},
-            }
-            # Keep the request side open until the answer is complete: a half-closed stream
-            # is the client saying it is done.
-            await finished.wait()
-
-        arrivals: list[float] = []
-        started = time.perf_counter()
-        call = self._client.stream_infer(requests())
-        try:
-            async for result, error in call:
-                if error is not None:
-                    raise InferenceFailed(str(error))
-                if result is None:
-                    continue
-                if _has_output(result):
-                    arrivals.append(time.perf_counter() - started)
-                response = result.get_response()
-                final = response.parameters.get("triton_final_response")
-                if final is not None and final.bool_param:
-                    break
-        except InferenceServerException as error:
-            raise InferenceFailed(str(error)) from error
-        finally:
-            finished.set()
-            call.cancel()
-        try:
-            return timing_from_arrivals(arrivals)
-        except ValueError as error:
-            raise InferenceFailed(str(error)) from error
-
     async def infer(self, request: WarmupRequest) -> None:
         inputs = []
         for tensor in request:
@@ -331,13 +293,75 @@ class GrpcDriver(TritonDriver):
         except InferenceServerException as error:
             raise InferenceFailed(str(error)) from error
 
+    async def stream(self, tensors: list[Tensor]) -> StreamTiming:
+        """One ``ModelStreamInfer`` call carrying one request, read until the final response.
+
+        Built on the generated stub rather than ``tritonclient``'s ``stream_infer``: only a
+        request parameter (``triton_enable_empty_final_response``, which that client reserves)
+        makes Triton flag the last response of a decoupled model, and nothing else tells the
+        end of an answer.
+        """
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self._url)
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        request = service_pb2.ModelInferRequest(model_name=self.model, model_version=self.version)
+        for tensor in tensors:
+            request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.array.shape)
+            request.raw_input_contents.append(_raw(tensor))
+        request.parameters["triton_enable_empty_final_response"].bool_param = True
+        finished = asyncio.Event()
+
+        async def requests() -> AsyncIterator[service_pb2.ModelInferRequest]:
+            yield request
+            # Keep the request side open until the answer is complete: a half-closed stream
+            # is the client saying it is done.
+            await finished.wait()
+
+        arrivals: list[float] = []
+        started = time.perf_counter()
+        call = stub.ModelStreamInfer(requests())
+        try:
+            async for reply in call:
+                if reply.error_message:
+                    raise InferenceFailed(reply.error_message)
+                response = reply.infer_response
+                if _has_output(response):
+                    arrivals.append(time.perf_counter() - started)
+                final = response.parameters.get("triton_final_response")
+                if final is not None and final.bool_param:
+                    break
+        except grpc.RpcError as error:
+            raise InferenceFailed(f"{error.code()}: {error.details()}") from error
+        finally:
+            finished.set()
+            call.cancel()
+        try:
+            return timing_from_arrivals(arrivals)
+        except ValueError as error:
+            raise InferenceFailed(str(error)) from error
+
     async def close(self) -> None:
         await self._client.close()
+        if self._channel is not None:
+            await self._channel.close()
 
 
-def _has_output(result: Any) -> bool:
-    array = result.as_numpy(TEXT_OUTPUT)
-    return array is not None and any(bool(item) for item in array.reshape(-1))
+def _raw(tensor: Tensor) -> bytes:
+    """A tensor's ``raw_input_contents`` (BYTES: 4-byte little-endian lengths + bytes)."""
+    if tensor.datatype == "BYTES":
+        # tritonclient returns the serialized bytes wrapped in a 0-d object array.
+        serialized = serialize_byte_tensor(tensor.array)
+        return b"" if serialized is None else bytes(serialized.item())
+    return bytes(tensor.array.tobytes())
+
+
+def _has_output(response: service_pb2.ModelInferResponse) -> bool:
+    """Whether a response carries generated text (the final flag alone comes empty)."""
+    for index, output in enumerate(response.outputs):
+        if output.name == TEXT_OUTPUT and index < len(response.raw_output_contents):
+            values = deserialize_bytes_tensor(response.raw_output_contents[index])
+            return any(bool(value) for value in values)
+    return False
 
 
 def connect(protocol: Protocol, url: str, model: str, version: str, timeout: float) -> TritonDriver:
