@@ -254,10 +254,22 @@ async def drive_stream(
 
 
 async def _streaming(driver: TritonDriver, mode: str) -> bool:
-    """Whether to warm up with streams: the mode, or (``auto``) the model's config."""
+    """Whether to warm up with streams: the mode, or (``auto``) the model's config.
+
+    A config that cannot be read in ``auto`` mode means unary, as before streaming existed
+    (a decoupled model then fails its unary requests with Triton's own message).
+    """
     if mode != "auto":
         return mode == "stream"
-    return is_decoupled(await driver.config())
+    try:
+        return is_decoupled(await driver.config())
+    except Exception as error:  # server error, connection error, odd JSON: all mean "unknown"
+        log.warning(
+            "model config of %s unreadable (%s): warming up with unary requests",
+            driver.model,
+            error,
+        )
+        return False
 
 
 async def warm_up_stream(
@@ -310,15 +322,7 @@ async def warm_up(
     if ready.at is None:
         return Outcome(ready.reason, detail=ready.detail)
     log.info("server and model %s ready; warming up", driver.model)
-    try:
-        streaming = await _streaming(driver, settings.mode)
-    except (InferenceServerException, ValueError, KeyError) as error:
-        return Outcome(
-            report.REASON_INFERENCE_FAILED,
-            server_ready_at=ready.at,
-            detail=f"model config unusable (is the model decoupled?): {error}",
-        )
-    if streaming:
+    if await _streaming(driver, settings.mode):
         state.phase = "warming"
         prompts = prompts or [StreamRequest(p, settings.max_tokens) for p in DEFAULT_PROMPTS]
         return await warm_up_stream(driver, prompts, settings, ready.at, deadline)

@@ -334,3 +334,23 @@ async def test_grpc_stream_survives_its_endpoint_leaving_then_drains(
             assert await reader == CHUNKS
             assert await call.code() == grpc.StatusCode.OK
     await eventually(lambda: activator._grpc.upstream_connections() == 0, what="drained")
+
+
+async def test_grpc_pause_longer_than_the_hold_timeout_is_not_cut(
+    make_activator: MakeActivator, tokens: tuple[TokenService, int]
+) -> None:
+    service, upstream_port = tokens
+    activator, _ = await make_activator(hold_timeout=0.5)
+    assert activator.bound.grpc is not None
+    activator.table.set_pool(POOL, [Endpoint("127.0.0.1", None, upstream_port)])
+    service.stream.pause_after = 2
+    channel, call = _generate(activator.bound.grpc)
+    async with channel:
+        reader = asyncio.ensure_future(_read_grpc(call, service.stream, CHUNKS))
+        await eventually(lambda: len(service.stream.received_at) == 3, what="three messages")
+        # The idle gap under test: three hold timeouts without a message on the call.
+        await asyncio.sleep(1.5)
+        service.stream.resume.set()
+        async with asyncio.timeout(EXCHANGE_BOUND_S):
+            assert await reader == CHUNKS
+            assert await call.code() == grpc.StatusCode.OK

@@ -81,3 +81,24 @@ async def test_health_endpoints_follow_the_gate_state() -> None:
             assert "requests=3" in body["message"]
     finally:
         await site.cleanup()
+
+
+def test_streaming_success_adds_itl_and_mode() -> None:
+    outcome = Outcome(
+        "WarmupSucceeded",
+        server_ready_at=READY,
+        finished_at=READY + timedelta(seconds=4),
+        requests=20,
+        first_s=3.2,
+        p50_s=0.04,
+        itl_p50_s=0.0052,
+        mode="stream",
+    )
+    pairs, _ = parse_message(outcome.message())
+    assert pairs["firstMs"] == "3200.0" and pairs["steadyP50Ms"] == "40.0"
+    assert pairs["steadyItlMs"] == "5.2" and pairs["mode"] == "stream"
+    failed = Outcome(
+        "NotSteady", server_ready_at=READY, finished_at=READY, itl_p50_s=0.01, mode="stream"
+    )
+    pairs, _ = parse_message(failed.message())
+    assert pairs["lastItlMs"] == "10.0" and pairs["mode"] == "stream"
