@@ -157,6 +157,19 @@ def test_minimal_pool_is_defaulted(
             },
             ["spec.scaling.schedules[0].cron"],
         ),
+        (
+            {"model": MODEL, "scaling": {"target": {"type": "KVCacheUtilization", "value": 80}}},
+            ["spec.scaling.target.value", "fraction of the KV cache"],
+        ),
+        (
+            {"model": MODEL, "scaling": {"target": {"type": "TokensPerMinute", "value": 1}}},
+            ["spec.scaling.target.type", "TokensPerSecond"],
+        ),
+        (
+            {"model": MODEL, "warmup": {"llm": {"prompts": ["hi"], "promptsConfigMap": "p"}}},
+            ["spec.warmup.llm.promptsConfigMap", "not both"],
+        ),
+        ({"model": MODEL, "warmup": {"mode": "chat"}}, ["spec.warmup.mode"]),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(

@@ -403,6 +403,15 @@ TargetType = Literal[
 class TrafficTarget(APIModel):
     """Load one replica is sized for."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "!has(self.type) || self.type != 'KVCacheUtilization' || !has(self.value)"
+            " || self.value <= 1.0",
+            "value is a fraction of the KV cache for KVCacheUtilization: at most 1",
+            ".value",
+        )
+    )
+
     type: TargetType = "Concurrency"
     """Concurrency: in-flight requests per replica; RequestsPerSecond: request rate per
     replica; QueueDepth: requests waiting for the engine per replica; KVCacheUtilization:
@@ -411,6 +420,15 @@ class TrafficTarget(APIModel):
     by the ratio of the measured to the target value, as the HPA does for a value metric)."""
     value: float = Field(default=4, gt=0, le=100000)
     """Target value per replica."""
+
+    @model_validator(mode="after")
+    def _fraction(self) -> TrafficTarget:
+        if self.type == "KVCacheUtilization" and self.value > 1:
+            raise ValueError(
+                "spec.scaling.target.value: a fraction of the KV cache for KVCacheUtilization,"
+                " at most 1"
+            )
+        return self
 
 
 class PredictiveSpec(APIModel):

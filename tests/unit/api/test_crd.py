@@ -91,6 +91,15 @@ def test_cross_field_rules_are_cel(path: str, fragment: str) -> None:
     assert any(fragment in rule for rule in rules), rules
 
 
+def test_llm_rules_are_cel() -> None:
+    spec = schema()["properties"]["spec"]["properties"]
+    target = spec["scaling"]["properties"]["target"]
+    assert any("KVCacheUtilization" in r["rule"] for r in target["x-kubernetes-validations"])
+    llm = spec["warmup"]["properties"]["llm"]
+    assert any("promptsConfigMap" in r["rule"] for r in llm["x-kubernetes-validations"])
+    assert "KVCacheUtilization" in target["properties"]["type"]["enum"]
+
+
 def test_nested_defaults_apply_when_section_omitted() -> None:
     spec = schema()["properties"]["spec"]["properties"]
     assert spec["scaling"]["default"] == {}

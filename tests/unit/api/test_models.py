@@ -61,6 +61,18 @@ def test_unknown_field_is_refused() -> None:
         ({"cache": {"kind": "ephemeral", "prepull": True}}, "spec.cache.prepull"),
         ({"warmup": {"minRequests": 50, "maxRequests": 10}}, "spec.warmup.minRequests"),
         ({"server": {"ports": {"http": 8001}}}, "spec.server.ports"),
+        (
+            {"scaling": {"target": {"type": "KVCacheUtilization", "value": 75}}},
+            "spec.scaling.target.value",
+        ),
+        (
+            {"warmup": {"llm": {"prompts": ["hi"], "promptsConfigMap": "prompts"}}},
+            "spec.warmup.llm",
+        ),
+        (
+            {"warmup": {"llm": {"samplingParameters": {"max_tokens": "9"}}}},
+            "spec.warmup.llm.samplingParameters",
+        ),
     ],
 )
 def test_cross_field_rules_name_the_field(overrides: dict[str, Any], expected: str) -> None:
