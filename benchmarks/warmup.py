@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.s3 import start_s3, stop_process, versitygw_binary  # noqa: E402
 from support.torch_models import TORCH_MODELS, prefetched_repository, require_torch  # noqa: E402
 from support.triton import TritonServer  # noqa: E402
-from warmpool.warmup.llm import StreamRequest, stream_tensors  # noqa: E402
+from warmpool.warmup.llm import VLLM_TEXT_INTERFACE, StreamRequest, stream_tensors  # noqa: E402
 from warmpool.warmup.triton import GrpcDriver  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "warmup.md"
@@ -147,9 +147,8 @@ def lm_user(triton: TritonServer, count: int) -> list[float]:
     async def run() -> list[float]:
         driver = GrpcDriver(triton.grpc_url, "tiny_lm", "", 300.0)
         try:
-            declared = {"text_input": "BYTES", "stream": "BOOL", "sampling_parameters": "BYTES"}
             request = StreamRequest(USER_PROMPT, MAX_TOKENS, {"temperature": 0})
-            tensors = stream_tensors(request, declared)
+            tensors = stream_tensors(request, VLLM_TEXT_INTERFACE)
             return [(await driver.stream(tensors)).ttft * 1000 for _ in range(count)]
         finally:
             await driver.close()

@@ -148,30 +148,61 @@ def is_decoupled(config: dict[str, Any]) -> bool:
     return bool(policy.get("decoupled", False))
 
 
-def declared_inputs(metadata: dict[str, Any]) -> dict[str, str]:
-    """Input name -> datatype from the model's metadata."""
-    return {str(i["name"]): str(i["datatype"]) for i in metadata.get("inputs") or []}
+@dataclass(frozen=True)
+class Declared:
+    """One input as the model's metadata declares it."""
+
+    datatype: str
+    shape: tuple[int, ...] = (1,)
+
+    def concrete(self) -> tuple[int, ...]:
+        """The shape of a one-element tensor for it: every dimension 1 (``-1`` too), so a
+        batching model (``[-1, 1]``) gets ``[1, 1]`` and a non-batching one ``[1]``."""
+        return tuple(1 for _ in self.shape) or (1,)
 
 
-def stream_tensors(request: StreamRequest, declared: dict[str, str]) -> list[Tensor]:
+#: The vLLM backend's text interface (what ``tests/models/tiny_lm`` declares too).
+VLLM_TEXT_INTERFACE = {
+    TEXT_INPUT: Declared("BYTES"),
+    STREAM_INPUT: Declared("BOOL"),
+    SAMPLING_INPUT: Declared("BYTES"),
+}
+
+
+def declared_inputs(metadata: dict[str, Any]) -> dict[str, Declared]:
+    """Input name -> datatype and shape, from the model's metadata."""
+    return {
+        str(i["name"]): Declared(str(i["datatype"]), tuple(int(d) for d in i.get("shape", [1])))
+        for i in metadata.get("inputs") or []
+    }
+
+
+def stream_tensors(request: StreamRequest, declared: dict[str, Declared]) -> list[Tensor]:
     """The input tensors of one streaming request for a model declaring ``declared``."""
     if TEXT_INPUT not in declared:
         raise ValueError(
             f"the model declares no {TEXT_INPUT!r} input (it has {sorted(declared)}); "
             "streaming warm-up speaks the vLLM / TensorRT-LLM text interface"
         )
-    tensors = [Tensor(TEXT_INPUT, "BYTES", np.array([request.prompt.encode()], dtype=np.object_))]
+
+    def tensor(name: str, datatype: str, value: Any) -> Tensor:
+        dtype = NUMPY_DTYPES[datatype]
+        return Tensor(
+            name, datatype, np.array([value], dtype=dtype).reshape(declared[name].concrete())
+        )
+
+    tensors = [tensor(TEXT_INPUT, "BYTES", request.prompt.encode())]
     if STREAM_INPUT in declared:
-        tensors.append(Tensor(STREAM_INPUT, "BOOL", np.array([True])))
+        tensors.append(tensor(STREAM_INPUT, "BOOL", True))
     if SAMPLING_INPUT in declared:
         text = json.dumps(request.sampling_parameters())
-        tensors.append(Tensor(SAMPLING_INPUT, "BYTES", np.array([text.encode()], dtype=np.object_)))
+        tensors.append(tensor(SAMPLING_INPUT, "BYTES", text.encode()))
         return tensors
     for name, value in request.sampling_parameters().items():
-        datatype = declared.get(name)
-        if datatype is None or datatype not in NUMPY_DTYPES or datatype == "BYTES":
+        item = declared.get(name)
+        if item is None or item.datatype not in NUMPY_DTYPES or item.datatype == "BYTES":
             continue
-        tensors.append(Tensor(name, datatype, np.array([value], dtype=NUMPY_DTYPES[datatype])))
+        tensors.append(tensor(name, item.datatype, value))
     return tensors
 
 

@@ -29,14 +29,13 @@ from support.triton import TritonServer
 from warmpool.api.resource import InferencePool
 from warmpool.scaling.prometheus import DemandWindow, PrometheusReader
 from warmpool.scaling.service import evaluate
-from warmpool.warmup.llm import StreamRequest, stream_tensors
+from warmpool.warmup.llm import VLLM_TEXT_INTERFACE, StreamRequest, stream_tensors
 from warmpool.warmup.triton import GrpcDriver
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.triton]
 
 PROMPTS_IN_FLIGHT = 6
 MAX_TOKENS = 160
-DECLARED = {"text_input": "BYTES", "stream": "BOOL", "sampling_parameters": "BYTES"}
 
 
 @pytest.fixture
@@ -89,7 +88,7 @@ async def test_llm_signals_from_a_real_streaming_model(
     driver = GrpcDriver(triton.grpc_url, "tiny_lm", "", 600.0)
     tensors = [
         stream_tensors(
-            StreamRequest(f"Prompt number {i}: tell a long story.", MAX_TOKENS), DECLARED
+            StreamRequest(f"Prompt number {i}: tell a long story.", MAX_TOKENS), VLLM_TEXT_INTERFACE
         )
         for i in range(PROMPTS_IN_FLIGHT)
     ]

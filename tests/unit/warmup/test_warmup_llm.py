@@ -56,13 +56,15 @@ def test_trtllm_interface_gets_each_declared_parameter_as_a_tensor() -> None:
     by_name = {t.name: t for t in stream_tensors(request, declared_inputs(TRTLLM_METADATA))}
     assert set(by_name) == {"text_input", "stream", "max_tokens", "temperature"}  # no top_k
     assert by_name["max_tokens"].array.dtype == np.int32
-    assert by_name["max_tokens"].array.tolist() == [8]
+    assert by_name["max_tokens"].array.tolist() == [[8]]  # batching model: shape [1, 1]
     assert by_name["temperature"].array.dtype == np.float32
+    assert by_name["text_input"].array.shape == (1, 1)
 
 
 def test_a_model_without_text_input_is_refused_with_its_inputs_named() -> None:
     with pytest.raises(ValueError, match="INPUT0"):
-        stream_tensors(StreamRequest("x", 1), {"INPUT0": "FP32"})
+        metadata = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4]}]}
+        stream_tensors(StreamRequest("x", 1), declared_inputs(metadata))
 
 
 def test_decoupled_is_read_from_http_and_grpc_configs() -> None:
