@@ -16,7 +16,7 @@
 # tiny_lm) there, and the tests produce their weights with the same interpreter. Wheels are kept
 # in $WARMPOOL_CACHE/wheels/torch, so a reinstall reads no network. WARMPOOL_TORCH=0 skips torch.
 # Measured on the 2-core dev box (2026-12-04): download 141 s (2.9 GB), install from the cached
-# wheels ~370 s (unpacking ~2.9 GB on a loaded machine).
+# wheels 185-370 s (unpacking ~2.9 GB; the spread is the shared machine's load).
 #
 # Tests find it through `tests/support/triton.py: triton_available()` (env WARMPOOL_TRITON_HOME
 # overrides the stable path).
