@@ -147,7 +147,10 @@ class Builder:
         command = ["debootstrap", f"--variant={recipe.variant}"]
         if recipe.apt:
             command.append("--include=" + ",".join(recipe.apt))
-        run([*command, recipe.suite, str(root), mirror], stdout=subprocess.DEVNULL)
+        # debootstrap mounts /proc and /sys in the target: a private mount namespace takes them
+        # away with it, even when debootstrap fails halfway.
+        private = ["unshare", "--mount", "--propagation", "private", "--fork"]
+        run([*private, *command, recipe.suite, str(root), mirror], stdout=subprocess.DEVNULL)
         # What apt downloaded and logged is no part of the image; the resolver the host uses
         # is not either (the kubelet gives each container its own resolv.conf).
         for pattern in (
