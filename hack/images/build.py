@@ -96,7 +96,8 @@ class Builder:
     # --- layers ---------------------------------------------------------------------------
 
     def layer_dir(self, name: str) -> Path:
-        return self.layers_dir / f"{name}-{catalog.layer_hash(self.recipes, name, REPO)[:16]}"
+        # Keyed by content, not by name: recipes that build the same files share the layer.
+        return self.layers_dir / catalog.layer_hash(self.recipes, name, REPO)[:16]
 
     def tree(self, name: str) -> Path:
         """The layer's files: a whole root for debootstrap/scratch, an overlay upper else."""
@@ -135,7 +136,6 @@ class Builder:
         record.write_text(json.dumps(layer.to_json()) + "\n")
         self.timings[f"layer {name}"] = time.monotonic() - started
         log(f"layer {name}: {layer.size / 2**20:.0f} MiB in {time.monotonic() - started:.0f} s")
-        self.prune(self.layers_dir, f"{name}-", keep=directory.name)
         return layer
 
     def is_parent(self, name: str) -> bool:
@@ -221,7 +221,7 @@ class Builder:
             ]
         if recipe.venv:
             venv = shlex.quote(recipe.venv)
-            steps.append(f"[ -x {venv}/bin/python ] || python3 -m venv {venv}")
+            steps.append(f"python3 -m venv {venv}")
         if recipe.pip:
             arguments = []
             for requirement in recipe.pip:
@@ -243,17 +243,29 @@ class Builder:
         upper, work, merged = directory / "tree", directory / "work", directory / "merged"
         for path in (upper, work, merged):
             path.mkdir()
+        for target, source in recipe.host_files.items():
+            # Into the upper directory before the overlay is mounted: it shows through.
+            copied = upper / target.lstrip("/")
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(catalog.host_file(source), copied)
         environment = {
             "PATH": CHROOT_PATH,
             "HOME": "/root",
             "LANG": "C.UTF-8",
             "DEBIAN_FRONTEND": "noninteractive",
             "PIP_CERT": "/tmp/build/ca.crt",
-            "PIP_NO_CACHE_DIR": "1",
+            # pip's cache lives on the host (below), never in the image: a rebuild after a
+            # code change downloads nothing again.
+            "PIP_CACHE_DIR": "/tmp/pip-cache",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_ROOT_USER_ACTION": "ignore",
         }
         inside = " && ".join(self.steps(recipe, "/tmp/build"))
+        if not inside:  # only copied files: nothing to run
+            work.rmdir()
+            merged.rmdir()
+            return
+        pip_cache = self.directory / "pip-cache"
         chroot = ["chroot", str(merged), "/usr/bin/env", "-i"]
         chroot += [f"{key}={value}" for key, value in environment.items()]
         chroot += ["/bin/bash", "-euo", "pipefail", "-c", inside]
@@ -265,7 +277,8 @@ class Builder:
             mount --rbind /dev {merged}/dev
             mount -t tmpfs tmpfs {merged}/tmp
             mount --bind /etc/resolv.conf {merged}/etc/resolv.conf
-            mkdir -p {merged}/tmp/build
+            mkdir -p {merged}/tmp/build {merged}/tmp/pip-cache {pip_cache}
+            mount --bind {pip_cache} {merged}/tmp/pip-cache
             cp {host_ca_bundle()} {merged}/tmp/build/ca.crt
             {f"cp {wheel} {merged}/tmp/build/" if wheel else ""}
             exec {shlex.join(chroot)}
@@ -278,7 +291,7 @@ class Builder:
     # --- images ---------------------------------------------------------------------------
 
     def image(self, name: str) -> catalog.BuiltImage:
-        inputs = catalog.layer_hash(self.recipes, name, REPO)
+        inputs = catalog.image_hash(self.recipes, name, REPO)
         recipe = self.recipes[name]
         ref = catalog.reference(recipe, inputs)
         archive = self.directory / f"{name}-{inputs[:16]}.oci.tar"
@@ -310,6 +323,13 @@ class Builder:
         self.prune(self.directory, f"{name}-", keep=archive.name, suffix=".oci.tar")
         return catalog.BuiltImage(name=name, ref=ref, archive=archive, inputs=inputs, size=size)
 
+    def prune_layers(self) -> None:
+        """Remove layers no recipe builds any more (older inputs)."""
+        current = {catalog.layer_hash(self.recipes, name, REPO)[:16] for name in self.recipes}
+        for path in self.layers_dir.iterdir():
+            if path.is_dir() and path.name not in current:
+                shutil.rmtree(path)
+
     @staticmethod
     def prune(directory: Path, prefix: str, *, keep: str, suffix: str = "") -> None:
         """Remove older builds of the same thing (other hashes): the cache does not grow."""
@@ -325,11 +345,11 @@ class Builder:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "names", nargs="*", help=f"images to build (default: {catalog.IMAGE_NAMES})"
+        "names", nargs="*", help="images to build (default: the node's and the demo's)"
     )
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     args = parser.parse_args(argv)
-    names = args.names or list(catalog.IMAGE_NAMES)
+    names = args.names or [*catalog.IMAGE_NAMES, *catalog.DEMO_IMAGE_NAMES]
     directory = catalog.images_dir()
     directory.mkdir(parents=True, exist_ok=True)
     builder = Builder(directory, force=args.force)
@@ -343,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.monotonic() - started
             image = updated[name]
             log(f"{name}: {image.ref} ({image.size / 2**20:.0f} MiB, {elapsed:.0f} s)")
+        builder.prune_layers()
     finally:
         builder.close()
     return 0
