@@ -88,7 +88,6 @@ class Builder:
         self.force = force
         self.wheel: Path | None = None
         self.scratch = Path(tempfile.mkdtemp(prefix="warmpool-images-"))
-        self.timings: dict[str, float] = {}
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -134,7 +133,6 @@ class Builder:
             if not self.is_parent(name):
                 shutil.rmtree(self.tree(name))
         record.write_text(json.dumps(layer.to_json()) + "\n")
-        self.timings[f"layer {name}"] = time.monotonic() - started
         log(f"layer {name}: {layer.size / 2**20:.0f} MiB in {time.monotonic() - started:.0f} s")
         return layer
 
@@ -219,12 +217,13 @@ class Builder:
                 "apt-get clean",
                 "rm -rf /var/lib/apt/lists/*",
             ]
-        if recipe.venv:
-            venv = shlex.quote(recipe.venv)
-            steps.append(f"python3 -m venv {venv}")
-        if recipe.pip:
+        ancestors = catalog.chain(self.recipes, recipe.name)[:-1]
+        if recipe.venv and all(ancestor.venv != recipe.venv for ancestor in ancestors):
+            steps.append(f"python3 -m venv {shlex.quote(recipe.venv)}")
+        requirements = catalog.pip_requirements(recipe, REPO)
+        if requirements:
             arguments = []
-            for requirement in recipe.pip:
+            for requirement in requirements:
                 if requirement == catalog.WHEEL:
                     arguments.append(f"{wheel_dir}/{self.build_wheel().name}")
                 else:
@@ -318,8 +317,8 @@ class Builder:
                 for step in catalog.chain(self.recipes, name)
             ],
         )
-        self.timings[f"pack {name}"] = time.monotonic() - started
-        log(f"image {ref}: {size / 2**20:.0f} MiB ({archive.name})")
+        packed = time.monotonic() - started
+        log(f"image {ref}: {size / 2**20:.0f} MiB ({archive.name}, packed in {packed:.0f} s)")
         self.prune(self.directory, f"{name}-", keep=archive.name, suffix=".oci.tar")
         return catalog.BuiltImage(name=name, ref=ref, archive=archive, inputs=inputs, size=size)
 

@@ -85,6 +85,9 @@ class Recipe:
     venv: str = ""
     """The venv pip installs into (created with the image's python3 when missing)."""
     pip: tuple[str, ...] = ()
+    pip_project_dependencies: str = ""
+    """A pyproject.toml (repository-relative) whose [project] dependencies pip installs too:
+    a layer of them alone is rebuilt only when that list changes, not with the code."""
     run: tuple[str, ...] = ()
     """Shell steps in the image's root after apt and pip."""
     static_binaries: Mapping[str, str] = field(default_factory=dict)
@@ -142,6 +145,7 @@ def load_recipe(path: Path) -> Recipe:
         apt=_strings(data, "apt", path),
         venv=_string(data, "venv", path, ""),
         pip=_strings(data, "pip", path),
+        pip_project_dependencies=_string(data, "pip_project_dependencies", path, ""),
         run=_strings(data, "run", path),
         static_binaries=_table(data, "static_binaries", path),
         host_files=_table(data, "host_files", path),
@@ -180,6 +184,19 @@ def chain(recipes: Mapping[str, Recipe], name: str) -> list[Recipe]:
         current = recipes[current.parent]
 
 
+def project_dependencies(recipe: Recipe, repo: Path = REPO) -> tuple[str, ...]:
+    """The requirements named by the recipe's pip_project_dependencies (none without one)."""
+    if not recipe.pip_project_dependencies:
+        return ()
+    project = tomllib.loads((repo / recipe.pip_project_dependencies).read_text())["project"]
+    return tuple(project.get("dependencies", []))
+
+
+def pip_requirements(recipe: Recipe, repo: Path = REPO) -> tuple[str, ...]:
+    """Everything pip installs for the recipe: its project's dependencies, then its own."""
+    return (*project_dependencies(recipe, repo), *recipe.pip)
+
+
 def _input_files(repo: Path, inputs: Iterable[str]) -> list[Path]:
     files: list[Path] = []
     for entry in inputs:
@@ -213,7 +230,7 @@ def layer_hash(recipes: Mapping[str, Recipe], name: str, repo: Path = REPO) -> s
         "variant": recipe.variant,
         "apt": recipe.apt,
         "venv": recipe.venv,
-        "pip": recipe.pip,
+        "pip": pip_requirements(recipe, repo),
         "run": recipe.run,
         "static_binaries": dict(recipe.static_binaries),
         "host_files": dict(recipe.host_files),

@@ -50,6 +50,7 @@ def test_hash_follows_the_inputs_and_the_parent(repo: Path) -> None:
     assert after_code["operator"] != before["operator"]
     assert after_code["triton-cpu"] == before["triton-cpu"]  # not built from the code
     assert after_code["base"] == before["base"]  # a code change rebuilds no base
+    assert after_code["python-deps"] == before["python-deps"]  # nor the dependencies
     base = repo / "images/base/recipe.toml"
     base.write_text(base.read_text().replace('"ca-certificates"', '"ca-certificates", "curl"'))
     recipes = {n: r for n, r in catalog.load_recipes(repo).items() if not r.host_files}
