@@ -29,14 +29,14 @@ class NodeNetwork:
     """The addresses inside one node's network namespace."""
 
     node_ip: str = "10.200.0.2"
-    """On a dummy link (``wp0``): the kubelet's node IP, and where the apiserver relay
-    listens for pods (the ``kubernetes`` Service's endpoint)."""
+    """On the namespace's ``lo`` (this kernel has no dummy links): the kubelet's node IP,
+    and where the apiserver relay listens for pods (the ``kubernetes`` Service's
+    endpoint)."""
     pod_cidr: str = "10.244.0.0/24"
     """The CNI bridge's subnet (host-local IPAM); its first address is the pods' gateway."""
     cluster_cidr: str = "10.244.0.0/16"
     service_cidr: str = SERVICE_CLUSTER_IP_RANGE
     bridge: str = "cni0"
-    dummy: str = "wp0"
 
     def owns(self, address: str) -> bool:
         """Whether ``address`` is one of this node's: its IP, a pod's, or a Service's."""

@@ -5,7 +5,7 @@ Isolation (see docs/development.md, "Real nodes"):
 
 - one process, ``unshare --net --mount --propagation private sleep infinity``, holds a new
   network namespace and a private mount namespace; every node component runs in both
-  (``nsenter``). The network namespace has only ``lo``, a dummy link with the node IP, the
+  (``nsenter``). The network namespace has only ``lo`` (which also holds the node IP), the
   CNI bridge and the pods' veths, and an ``unreachable default`` route: no packet from the
   node or a pod can go anywhere but to the node's own addresses.
 - /run, /var/lib and /var/log, paths the kubelet and containerd use whatever their flags
@@ -319,9 +319,7 @@ class RealNode:
         script = [
             *(f"mount --bind {source} {target}" for source, target in self.layout.mounts()),
             "ip link set lo up",
-            f"ip link add {net.dummy} type dummy",
-            f"ip addr add {net.node_ip}/32 dev {net.dummy}",
-            f"ip link set {net.dummy} up",
+            f"ip addr add {net.node_ip}/32 dev lo",
             # The guard: anything that is not the node's own goes nowhere, at once.
             "ip route add unreachable default",
         ]
