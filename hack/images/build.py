@@ -88,7 +88,6 @@ class Builder:
         self.force = force
         self.wheel: Path | None = None
         self.scratch = Path(tempfile.mkdtemp(prefix="warmpool-images-"))
-        self.timings: dict[str, float] = {}
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -96,7 +95,8 @@ class Builder:
     # --- layers ---------------------------------------------------------------------------
 
     def layer_dir(self, name: str) -> Path:
-        return self.layers_dir / f"{name}-{catalog.layer_hash(self.recipes, name, REPO)[:16]}"
+        # Keyed by content, not by name: recipes that build the same files share the layer.
+        return self.layers_dir / catalog.layer_hash(self.recipes, name, REPO)[:16]
 
     def tree(self, name: str) -> Path:
         """The layer's files: a whole root for debootstrap/scratch, an overlay upper else."""
@@ -133,9 +133,7 @@ class Builder:
             if not self.is_parent(name):
                 shutil.rmtree(self.tree(name))
         record.write_text(json.dumps(layer.to_json()) + "\n")
-        self.timings[f"layer {name}"] = time.monotonic() - started
         log(f"layer {name}: {layer.size / 2**20:.0f} MiB in {time.monotonic() - started:.0f} s")
-        self.prune(self.layers_dir, f"{name}-", keep=directory.name)
         return layer
 
     def is_parent(self, name: str) -> bool:
@@ -147,7 +145,10 @@ class Builder:
         command = ["debootstrap", f"--variant={recipe.variant}"]
         if recipe.apt:
             command.append("--include=" + ",".join(recipe.apt))
-        run([*command, recipe.suite, str(root), mirror], stdout=subprocess.DEVNULL)
+        # debootstrap mounts /proc and /sys in the target: a private mount namespace takes them
+        # away with it, even when debootstrap fails halfway.
+        private = ["unshare", "--mount", "--propagation", "private", "--fork"]
+        run([*private, *command, recipe.suite, str(root), mirror], stdout=subprocess.DEVNULL)
         # What apt downloaded and logged is no part of the image; the resolver the host uses
         # is not either (the kubelet gives each container its own resolv.conf).
         for pattern in (
@@ -216,12 +217,13 @@ class Builder:
                 "apt-get clean",
                 "rm -rf /var/lib/apt/lists/*",
             ]
-        if recipe.venv:
-            venv = shlex.quote(recipe.venv)
-            steps.append(f"[ -x {venv}/bin/python ] || python3 -m venv {venv}")
-        if recipe.pip:
+        ancestors = catalog.chain(self.recipes, recipe.name)[:-1]
+        if recipe.venv and all(ancestor.venv != recipe.venv for ancestor in ancestors):
+            steps.append(f"python3 -m venv {shlex.quote(recipe.venv)}")
+        requirements = catalog.pip_requirements(recipe, REPO)
+        if requirements:
             arguments = []
-            for requirement in recipe.pip:
+            for requirement in requirements:
                 if requirement == catalog.WHEEL:
                     arguments.append(f"{wheel_dir}/{self.build_wheel().name}")
                 else:
@@ -240,17 +242,29 @@ class Builder:
         upper, work, merged = directory / "tree", directory / "work", directory / "merged"
         for path in (upper, work, merged):
             path.mkdir()
+        for target, source in recipe.host_files.items():
+            # Into the upper directory before the overlay is mounted: it shows through.
+            copied = upper / target.lstrip("/")
+            copied.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(catalog.host_file(source), copied)
         environment = {
             "PATH": CHROOT_PATH,
             "HOME": "/root",
             "LANG": "C.UTF-8",
             "DEBIAN_FRONTEND": "noninteractive",
             "PIP_CERT": "/tmp/build/ca.crt",
-            "PIP_NO_CACHE_DIR": "1",
+            # pip's cache lives on the host (below), never in the image: a rebuild after a
+            # code change downloads nothing again.
+            "PIP_CACHE_DIR": "/tmp/pip-cache",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_ROOT_USER_ACTION": "ignore",
         }
         inside = " && ".join(self.steps(recipe, "/tmp/build"))
+        if not inside:  # only copied files: nothing to run
+            work.rmdir()
+            merged.rmdir()
+            return
+        pip_cache = self.directory / "pip-cache"
         chroot = ["chroot", str(merged), "/usr/bin/env", "-i"]
         chroot += [f"{key}={value}" for key, value in environment.items()]
         chroot += ["/bin/bash", "-euo", "pipefail", "-c", inside]
@@ -262,7 +276,8 @@ class Builder:
             mount --rbind /dev {merged}/dev
             mount -t tmpfs tmpfs {merged}/tmp
             mount --bind /etc/resolv.conf {merged}/etc/resolv.conf
-            mkdir -p {merged}/tmp/build
+            mkdir -p {merged}/tmp/build {merged}/tmp/pip-cache {pip_cache}
+            mount --bind {pip_cache} {merged}/tmp/pip-cache
             cp {host_ca_bundle()} {merged}/tmp/build/ca.crt
             {f"cp {wheel} {merged}/tmp/build/" if wheel else ""}
             exec {shlex.join(chroot)}
@@ -275,7 +290,7 @@ class Builder:
     # --- images ---------------------------------------------------------------------------
 
     def image(self, name: str) -> catalog.BuiltImage:
-        inputs = catalog.layer_hash(self.recipes, name, REPO)
+        inputs = catalog.image_hash(self.recipes, name, REPO)
         recipe = self.recipes[name]
         ref = catalog.reference(recipe, inputs)
         archive = self.directory / f"{name}-{inputs[:16]}.oci.tar"
@@ -302,10 +317,17 @@ class Builder:
                 for step in catalog.chain(self.recipes, name)
             ],
         )
-        self.timings[f"pack {name}"] = time.monotonic() - started
-        log(f"image {ref}: {size / 2**20:.0f} MiB ({archive.name})")
+        packed = time.monotonic() - started
+        log(f"image {ref}: {size / 2**20:.0f} MiB ({archive.name}, packed in {packed:.0f} s)")
         self.prune(self.directory, f"{name}-", keep=archive.name, suffix=".oci.tar")
         return catalog.BuiltImage(name=name, ref=ref, archive=archive, inputs=inputs, size=size)
+
+    def prune_layers(self) -> None:
+        """Remove layers no recipe builds any more (older inputs)."""
+        current = {catalog.layer_hash(self.recipes, name, REPO)[:16] for name in self.recipes}
+        for path in self.layers_dir.iterdir():
+            if path.is_dir() and path.name not in current:
+                shutil.rmtree(path)
 
     @staticmethod
     def prune(directory: Path, prefix: str, *, keep: str, suffix: str = "") -> None:
@@ -322,11 +344,11 @@ class Builder:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "names", nargs="*", help=f"images to build (default: {catalog.IMAGE_NAMES})"
+        "names", nargs="*", help="images to build (default: the node's and the demo's)"
     )
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
     args = parser.parse_args(argv)
-    names = args.names or list(catalog.IMAGE_NAMES)
+    names = args.names or [*catalog.IMAGE_NAMES, *catalog.DEMO_IMAGE_NAMES]
     directory = catalog.images_dir()
     directory.mkdir(parents=True, exist_ok=True)
     builder = Builder(directory, force=args.force)
@@ -340,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.monotonic() - started
             image = updated[name]
             log(f"{name}: {image.ref} ({image.size / 2**20:.0f} MiB, {elapsed:.0f} s)")
+        builder.prune_layers()
     finally:
         builder.close()
     return 0

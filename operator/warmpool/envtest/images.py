@@ -31,6 +31,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 IMAGE_NAMES = ("pause", "agent", "operator", "triton-cpu")
 """The images the local node runs: the pod sandbox, warmpool's two, and a CPU Triton."""
+DEMO_IMAGE_NAMES = ("demo-s3", "demo-prometheus")
+"""The demo's servers as pods (`make demo`): the S3 server the weights come from, and the
+Prometheus that scrapes the pools; the binaries the tests run, on the shared base."""
 
 MANIFEST = "manifest.json"
 SCRATCH = "scratch"
@@ -82,10 +85,16 @@ class Recipe:
     venv: str = ""
     """The venv pip installs into (created with the image's python3 when missing)."""
     pip: tuple[str, ...] = ()
+    pip_project_dependencies: str = ""
+    """A pyproject.toml (repository-relative) whose [project] dependencies pip installs too:
+    a layer of them alone is rebuilt only when that list changes, not with the code."""
     run: tuple[str, ...] = ()
     """Shell steps in the image's root after apt and pip."""
     static_binaries: Mapping[str, str] = field(default_factory=dict)
     """Image path -> C source (repository-relative) compiled with `gcc -static`."""
+    host_files: Mapping[str, str] = field(default_factory=dict)
+    """Image path -> a file of this machine (absolute, or relative to the cache directory),
+    copied in: the demo's servers are the binaries the tests run."""
     inputs: tuple[str, ...] = ()
     """Repository-relative files and directories the image is built from."""
     dockerfile: bool = True
@@ -136,8 +145,10 @@ def load_recipe(path: Path) -> Recipe:
         apt=_strings(data, "apt", path),
         venv=_string(data, "venv", path, ""),
         pip=_strings(data, "pip", path),
+        pip_project_dependencies=_string(data, "pip_project_dependencies", path, ""),
         run=_strings(data, "run", path),
         static_binaries=_table(data, "static_binaries", path),
+        host_files=_table(data, "host_files", path),
         inputs=_strings(data, "inputs", path),
         dockerfile=dockerfile,
         config=ImageConfig(
@@ -173,6 +184,19 @@ def chain(recipes: Mapping[str, Recipe], name: str) -> list[Recipe]:
         current = recipes[current.parent]
 
 
+def project_dependencies(recipe: Recipe, repo: Path = REPO) -> tuple[str, ...]:
+    """The requirements named by the recipe's pip_project_dependencies (none without one)."""
+    if not recipe.pip_project_dependencies:
+        return ()
+    project = tomllib.loads((repo / recipe.pip_project_dependencies).read_text())["project"]
+    return tuple(project.get("dependencies", []))
+
+
+def pip_requirements(recipe: Recipe, repo: Path = REPO) -> tuple[str, ...]:
+    """Everything pip installs for the recipe: its project's dependencies, then its own."""
+    return (*project_dependencies(recipe, repo), *recipe.pip)
+
+
 def _input_files(repo: Path, inputs: Iterable[str]) -> list[Path]:
     files: list[Path] = []
     for entry in inputs:
@@ -191,18 +215,64 @@ def _input_files(repo: Path, inputs: Iterable[str]) -> list[Path]:
 
 
 def layer_hash(recipes: Mapping[str, Recipe], name: str, repo: Path = REPO) -> str:
-    """The hash of everything image ``name``'s top layer is built from, its parents included."""
+    """The hash of what image ``name``'s top layer is built from: its parent's layer hash, its
+    build fields and input files. Not its name or config: two recipes that build the same
+    files (the agent and the operator) share one layer."""
     recipe = recipes[name]
     digest = hashlib.sha256()
     digest.update(f"builder {BUILDER_VERSION}\n".encode())
-    if recipe.parent not in (SCRATCH, DEBOOTSTRAP):
+    if recipe.parent in (SCRATCH, DEBOOTSTRAP):
+        digest.update(f"from {recipe.parent}\n".encode())
+    else:
         digest.update(f"parent {layer_hash(recipes, recipe.parent, repo)}\n".encode())
-    digest.update(recipe.path.read_bytes())
+    build = {
+        "suite": recipe.suite,
+        "variant": recipe.variant,
+        "apt": recipe.apt,
+        "venv": recipe.venv,
+        "pip": pip_requirements(recipe, repo),
+        "run": recipe.run,
+        "static_binaries": dict(recipe.static_binaries),
+        "host_files": dict(recipe.host_files),
+        "inputs": recipe.inputs,
+    }
+    digest.update(json.dumps(build, sort_keys=True).encode())
     sources = [repo / source for source in recipe.static_binaries.values()]
     for path in [*sources, *_input_files(repo, recipe.inputs)]:
         digest.update(f"\nfile {path.relative_to(repo)}\n".encode())
         digest.update(path.read_bytes())
+    for target in sorted(recipe.host_files):
+        source = host_file(recipe.host_files[target])
+        digest.update(f"\nhost file {target}\n".encode())
+        digest.update(hashlib.sha256(source.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def image_hash(recipes: Mapping[str, Recipe], name: str, repo: Path = REPO) -> str:
+    """The hash that tags image ``name``: its layers' hashes, its repository and config."""
+    recipe = recipes[name]
+    config = recipe.config
+    described = {
+        "layers": [layer_hash(recipes, step.name, repo) for step in chain(recipes, name)],
+        "repository": recipe.repository,
+        "config": {
+            "user": config.user,
+            "entrypoint": config.entrypoint,
+            "cmd": config.cmd,
+            "workdir": config.workdir,
+            "env": dict(config.env),
+            "labels": dict(config.labels),
+        },
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def host_file(source: str) -> Path:
+    """A recipe's host file: absolute, or relative to the cache directory."""
+    path = Path(source) if source.startswith("/") else cache_dir() / source
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing (hack/setup.sh installs it)")
+    return path
 
 
 def reference(recipe: Recipe, inputs_hash: str) -> str:
@@ -218,7 +288,7 @@ class BuiltImage:
     ref: str
     archive: Path
     inputs: str
-    """layer_hash() of the recipe it was built from."""
+    """image_hash() of the recipe it was built from."""
     size: int
     """Bytes of the archive (the image uncompressed: the layers are plain tar)."""
 
@@ -280,7 +350,7 @@ def built_image(name: str, *, directory: Path | None = None, repo: Path = REPO) 
     hint = "run hack/build-images.sh (make setup builds every image)"
     if image is None or not image.archive.is_file():
         raise ImagesNotBuiltError(f"image {name} is not built: {hint}")
-    current = layer_hash(load_recipes(repo), name, repo)
+    current = image_hash(load_recipes(repo), name, repo)
     if image.inputs != current:
         raise ImagesNotBuiltError(f"image {name} ({image.ref}) is older than its inputs: {hint}")
     return image
