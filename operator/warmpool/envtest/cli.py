@@ -24,6 +24,7 @@ from typing import Any
 
 from warmpool.envtest import hostguard
 from warmpool.envtest.cluster import LocalCluster
+from warmpool.envtest.images import IMAGE_NAMES
 from warmpool.envtest.process import kill_group, tail
 
 _READY = "ready"
@@ -40,9 +41,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--gpu-nodes", type=int, default=2, help="fake GPU nodes to create")
     parser.add_argument("--gpus-per-node", type=int, default=8)
     parser.add_argument(
-        "--real-nodes", type=int, choices=[0, 1], default=0, help="real nodes to start (0 or 1)"
+        "--real-node", action="store_true", help="also start a real node (real-node-0)"
     )
     parser.add_argument("--real-node-gpus", type=int, default=2, help="fake GPUs of the real node")
+    parser.add_argument(
+        "--images",
+        default=",".join(IMAGE_NAMES),
+        help="built images to import into the real node (comma-separated names)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds `up` waits")
     args = parser.parse_args(argv)
     state: Path = args.state.resolve()
@@ -52,7 +58,7 @@ def main(argv: list[str]) -> int:
         return _down(state)
     if args.command == "status":
         return _status(state)
-    return _run(state, args.gpu_nodes, args.gpus_per_node, args.real_nodes, args.real_node_gpus)
+    return _run(state, args)
 
 
 def _running_pid(state: Path) -> int | None:
@@ -90,7 +96,8 @@ def _up(state: Path, args: argparse.Namespace, timeout: float) -> int:
     (state / _READY).unlink(missing_ok=True)
     argv = [sys.executable, "-m", "warmpool.envtest", "run", "--state", str(state)]
     argv += ["--gpu-nodes", str(args.gpu_nodes), "--gpus-per-node", str(args.gpus_per_node)]
-    argv += ["--real-nodes", str(args.real_nodes), "--real-node-gpus", str(args.real_node_gpus)]
+    argv += ["--real-node-gpus", str(args.real_node_gpus), "--images", args.images]
+    argv += ["--real-node"] if args.real_node else []
     with (state / _LOG).open("ab") as log:
         runner = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -110,9 +117,12 @@ def _up(state: Path, args: argparse.Namespace, timeout: float) -> int:
     return 0
 
 
-def _run(
-    state: Path, gpu_nodes: int, gpus_per_node: int, real_nodes: int, real_node_gpus: int
-) -> int:
+def _run(state: Path, args: argparse.Namespace) -> int:
+    gpu_nodes, gpus_per_node, real_node_gpus = (
+        args.gpu_nodes,
+        args.gpus_per_node,
+        args.real_node_gpus,
+    )
     state.mkdir(parents=True, exist_ok=True)
     (state / _PID).write_text(f"{os.getpid()}\n")
     stop = threading.Event()
@@ -127,8 +137,9 @@ def _run(
         for index in range(gpu_nodes):
             cluster.add_gpu_node(f"gpu-node-{index}", gpus=gpus_per_node)
         real = ""
-        for index in range(real_nodes):
-            node = cluster.add_real_node(f"real-node-{index}", gpus=real_node_gpus)
+        if args.real_node:
+            images = tuple(name for name in args.images.split(",") if name)
+            node = cluster.add_real_node("real-node-0", gpus=real_node_gpus, images=images)
             groups[node.name] = {"netns": str(node.netns_path), "cgroup": node.cgroup_root}
             (state / _COMPONENTS).write_text(json.dumps(groups, indent=2) + "\n")
             real = (
