@@ -37,6 +37,7 @@ setup_python
 
 # Each component has its own script; they share the cache ${WARMPOOL_CACHE:-~/.cache/warmpool}.
 timed "control plane, kwok, helm (hack/build-binaries.sh)" hack/build-binaries.sh
+timed "real node: kubelet, kube-proxy, containerd, runc, CNI (hack/build-node.sh)" hack/build-node.sh
 timed "S3 server and s5cmd (hack/build-s3.sh)" hack/build-s3.sh
 timed "GCS emulator (hack/build-gcs.sh)" hack/build-gcs.sh
 timed "Triton (hack/install-triton.sh)" hack/install-triton.sh
