@@ -68,7 +68,7 @@ step "build or reuse every component and image (hack/setup.sh, cached)"
 hack/setup.sh
 
 step "start the control plane and one real node, images imported (state in ${STATE})"
-"${PYTHON}" -m warmpool.envtest up --state "${STATE}" --real-node \
+"${PYTHON}" -m warmpool.envtest up --state "${STATE}" --gpu-nodes 0 --real-node \
   --images pause,agent,operator,triton-cpu,demo-s3,demo-prometheus
 export KUBECONFIG=${STATE}/kubeconfig
 KUBECTL=$("${PYTHON}" -c 'from warmpool.envtest import find_binary; print(find_binary("kubectl"))')
