@@ -25,6 +25,8 @@ cd "${ROOT}"
 STATE=${WARMPOOL_DEMO_STATE:-${ROOT}/.demo}
 PYTHON=${PYTHON:-${ROOT}/.venv/bin/python}
 TIMEOUT=${WARMPOOL_DEMO_TIMEOUT:-900}
+# The chart names its objects after a release whose name contains the chart's: warmpool,
+# warmpool-activator.
 RELEASE=warmpool
 SYSTEM_NS=warmpool-system
 SERVERS_NS=warmpool-demo
@@ -115,9 +117,9 @@ step "helm install the chart: operator and activator as pods from the built imag
   --set "prometheus.url=http://${PROMETHEUS_IP}:9090" \
   --set activator.enabled=true \
   --set activator.replicaCount=1
-"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}-warmpool" \
+"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}" \
   --timeout="${TIMEOUT}s"
-"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}-warmpool-activator" \
+"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}-activator" \
   --timeout="${TIMEOUT}s"
 "${KUBECTL}" -n "${SYSTEM_NS}" get pods -o wide
 

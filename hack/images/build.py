@@ -170,6 +170,11 @@ class Builder:
         (root / "etc/resolv.conf").unlink(missing_ok=True)
         (root / "etc/resolv.conf").write_text("")
         (root / "etc/hostname").write_text("localhost\n")
+        if recipe.run:
+            inside = " && ".join(recipe.run)
+            log(f"chroot steps of {recipe.name}: {inside}")
+            chroot = ["chroot", str(root), "/usr/bin/env", "-i", f"PATH={CHROOT_PATH}"]
+            run([*private, *chroot, "/bin/sh", "-euc", inside])
 
     def compile_static(self, recipe: catalog.Recipe, root: Path) -> None:
         root.mkdir(parents=True)
