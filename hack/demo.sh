@@ -17,7 +17,8 @@
 #      waits until the idle pool is back at zero
 #
 # It prints each step's time. Everything keeps running for you to look at; `make demo-down`
-# stops it and leaves nothing behind. WARMPOOL_DEMO_TIMEOUT (default 900) bounds each wait.
+# stops it and leaves nothing behind. WARMPOOL_DEMO_TIMEOUT (default 900) bounds each wait;
+# WARMPOOL_DEMO_SETUP=0 skips step 1 (when hack/setup.sh has just run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,11 +38,6 @@ PROMETHEUS_IP=10.96.100.20
 IDLE_POOL=warmup-curve-idle
 
 trap 'echo "demo.sh failed (see above); what started still runs: make demo-down" >&2' ERR
-
-if [[ ! -x ${PYTHON} ]]; then
-  echo "no Python at ${PYTHON}: run hack/setup.sh python first, or set PYTHON" >&2
-  exit 1
-fi
 
 declare -a TIMES=()
 STEP_NAME="" STEP_START=0
@@ -67,7 +63,13 @@ print(built_image(sys.argv[1]).ref)' "$1"
 }
 
 step "build or reuse every component and image (hack/setup.sh, cached)"
-hack/setup.sh
+if [[ ${WARMPOOL_DEMO_SETUP:-1} != 0 ]]; then
+  hack/setup.sh
+fi
+if [[ ! -x ${PYTHON} ]]; then
+  echo "no Python at ${PYTHON}: run hack/setup.sh python first, or set PYTHON" >&2
+  exit 1
+fi
 
 step "start the control plane and one real node, images imported (state in ${STATE})"
 "${PYTHON}" -m warmpool.envtest up --state "${STATE}" --gpu-nodes 0 --real-node \
