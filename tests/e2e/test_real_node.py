@@ -174,7 +174,9 @@ def test_pod_runs_its_init_container_and_sidecar_and_waits_for_its_gate(
 
 def test_the_node_namespace_routes_nowhere_but_its_own_addresses(cluster: LocalCluster) -> None:
     node = node_of(cluster)
-    routes = node.run(["ip", "-4", "route", "show", "table", "all"]).splitlines()
+    routes = [
+        r.strip() for r in node.run(["ip", "-4", "route", "show", "table", "all"]).splitlines()
+    ]
     defaults = [r for r in routes if r.startswith("default") or r.startswith("unreachable default")]
     assert defaults == ["unreachable default"], routes
     # Only the node's own networks: the pod bridge, local and broadcast entries of its links.
