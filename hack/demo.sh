@@ -75,6 +75,9 @@ step "start the control plane and one real node, images imported (state in ${STA
 "${PYTHON}" -m warmpool.envtest up --state "${STATE}" --gpu-nodes 0 --real-node \
   --images pause,agent,operator,triton-cpu,demo-s3,demo-prometheus
 export KUBECONFIG=${STATE}/kubeconfig
+# kubectl's discovery cache and helm's homes inside the state directory: nothing in ~ to clean.
+export KUBECACHEDIR=${STATE}/kube-cache HELM_CACHE_HOME=${STATE}/helm/cache \
+  HELM_CONFIG_HOME=${STATE}/helm/config HELM_DATA_HOME=${STATE}/helm/data
 KUBECTL=$("${PYTHON}" -c 'from warmpool.envtest import find_binary; print(find_binary("kubectl"))')
 HELM=$("${PYTHON}" -c 'from warmpool.envtest import find_binary; print(find_binary("helm"))')
 "${KUBECTL}" get nodes -o wide
