@@ -90,7 +90,7 @@ fill() {
   sed -e "s#@DEMO_S3_IMAGE@#$(image_ref demo-s3)#g" \
     -e "s#@DEMO_PROMETHEUS_IMAGE@#$(image_ref demo-prometheus)#g" \
     -e "s#@S3_IP@#${S3_IP}#g" -e "s#@PROMETHEUS_IP@#${PROMETHEUS_IP}#g" \
-    -e "s#@TRITON_IMAGE@#${TRITON_IMAGE}#g" \
+    -e "s#@TRITON_IMAGE@#${TRITON_IMAGE}#g" -e "s#@AGENT_IMAGE@#${AGENT_IMAGE}#g" \
     -e "s#localhost/warmpool/triton-cpu:latest#${TRITON_IMAGE}#g" "$1"
 }
 
