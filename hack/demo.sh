@@ -131,8 +131,11 @@ step "helm install the chart: operator and activator as pods from the built imag
 step "apply the examples that run here, and a scale-to-zero copy"
 for example in examples/*.yaml; do
   if grep -q '^# Not applied by `make demo`' "${example}"; then
-    printf '    skipped %s: %s\n' "${example}" \
-      "$(sed -n 's/^# Not applied by `make demo`: //p' "${example}")"
+    # The reason: that comment paragraph, joined into one line.
+    reason=$(awk 'on && /^#$/ {exit}
+      /^# Not applied by `make demo`: / {on = 1; sub(/^# Not applied by `make demo`: /, "# ")}
+      on {sub(/^# /, ""); printf "%s ", $0}' "${example}")
+    printf '    skipped %s: %s\n' "${example}" "${reason}"
     continue
   fi
   echo "    applying ${example}"
