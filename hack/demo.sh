@@ -7,7 +7,7 @@
 #      (kubelet, containerd, runc, CNI, kube-proxy, a stand-in GPU device plugin) in namespaces
 #      of its own, the built images imported into its containerd (state in ./.demo/)
 #   3. runs the demo's S3 server (holding the model tests/models/warmup_curve) and a Prometheus
-#      (Kubernetes service discovery) as pods
+#      as pods (a sidecar lists the pods to scrape from the apiserver: hack/demo/servers.yaml)
 #   4. installs the chart with `helm install`: the operator and the activator run as pods from
 #      the built images, under the chart's ServiceAccounts
 #   5. applies the examples that can run here (examples/cpu-python-demo.yaml; the others need
