@@ -361,3 +361,89 @@ def test_pod_deleted_without_grace_is_replaced_and_warmed_again_and_drain_evicts
 
 def kubectl_path() -> Path:
     return find_binary("kubectl")
+
+
+def prefetch_result(api: kubernetes.client.ApiClient, namespace: str, pod: str) -> dict[str, Any]:
+    """The JSON result line `warmpool prefetch` printed in ``pod`` (its log, read from the
+    kubelet through the apiserver)."""
+    log = kubernetes.client.CoreV1Api(api).read_namespaced_pod_log(
+        pod, namespace, container="prefetch"
+    )
+    for line in reversed(str(log).splitlines()):
+        if line.startswith("{") and "cacheHit" in line:
+            result: dict[str, Any] = json.loads(line)
+            return result
+    raise AssertionError(f"no prefetch result in the log of {pod}:\n{log}")
+
+
+def test_two_pods_on_one_node_share_one_verified_download(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    # A fresh S3 endpoint: a cache key no earlier test filled.
+    create_pool(k8s, node, namespace, s3, "pair", {"warmFloor": 2, "maxReplicas": 2})
+    wait_for(k8s, namespace, "pair", "two warm replicas", lambda p: warm(p, 2), operator)
+    pods = pool_pods(k8s, namespace, "pair")
+    assert len(pods) == 2 and {p["spec"]["nodeName"] for p in pods} == {REAL_NODE}
+    results = sorted(
+        (prefetch_result(k8s, namespace, p["metadata"]["name"]) for p in pods),
+        key=lambda r: r["cacheHit"],
+    )
+    filled, shared = results
+    assert filled["cacheKey"] == shared["cacheKey"]
+    assert not filled["cacheHit"] and filled["fetchedBytes"] == filled["totalBytes"] > 0
+    # The second prefetcher waited for the first (the node's cache lock), then verified its copy.
+    assert shared["cacheHit"] and shared["fetchedBytes"] == 0
+    copies = list((node.layout.var_cache / "warmpool").rglob("model.py"))
+    assert sum(filled["cacheKey"] in str(copy) for copy in copies) == 1, copies
+
+
+def test_prepull_daemonset_fills_the_node_cache_before_any_replica(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    create_pool(k8s, node, namespace, s3, "early", {"warmFloor": 0, "maxReplicas": 1})
+    patch = {"spec": {"cache": {"kind": "node", "prepull": True}}}
+    kubernetes.client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "early", patch
+    )
+    apps = kubernetes.client.AppsV1Api(k8s)
+
+    def ready_daemonset() -> Any:
+        for daemonset in apps.list_namespaced_daemon_set(namespace).items:
+            if daemonset.status.number_ready == 1:
+                return daemonset
+        return None
+
+    daemonset = poll_until(
+        ready_daemonset, what="the pre-pull DaemonSet Ready", timeout=POD_TIMEOUT
+    )
+    selector = ",".join(f"{k}={v}" for k, v in daemonset.spec.selector.match_labels.items())
+    (pod,) = (
+        kubernetes.client.CoreV1Api(k8s)
+        .list_namespaced_pod(namespace, label_selector=selector)
+        .items
+    )
+    assert pod.spec.node_name == REAL_NODE
+    result = prefetch_result(k8s, namespace, pod.metadata.name)
+    assert result["fetchedBytes"] == result["totalBytes"] > 0
+    labels = kubernetes.client.CoreV1Api(k8s).read_node(REAL_NODE).metadata.labels
+    poll_until(
+        lambda: any(
+            key.startswith("prepull.warmpool.dev/")
+            for key in kubernetes.client.CoreV1Api(k8s).read_node(REAL_NODE).metadata.labels
+        ),
+        what="the node labelled as holding the pool's weights",
+        timeout=60,
+    )
+    assert not pool_pods(k8s, namespace, "early"), labels
