@@ -27,7 +27,7 @@ GATE = "warmpool.dev/warm"
 OUTSIDE = "203.0.113.9"  # TEST-NET-3: an address that is not the node's
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster(real_cluster: LocalCluster) -> LocalCluster:
     """Every test of this module runs on the session's real-node cluster."""
     return real_cluster
@@ -183,7 +183,7 @@ def test_the_node_namespace_routes_nowhere_but_its_own_addresses(cluster: LocalC
     for route in routes:
         assert any(
             part in route
-            for part in ("unreachable default", node.network.pod_cidr, "local", "broadcast")
+            for part in ("unreachable default", node.network.pod_cidr, "local ", "broadcast ")
         ), route
     assert "KUBE-SERVICES" in "\n".join(node.iptables_rules())
 

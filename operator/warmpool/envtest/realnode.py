@@ -34,6 +34,7 @@ from typing import Any, Protocol, cast
 import kubernetes
 import yaml
 
+from warmpool.api.spec import CacheSpec
 from warmpool.envtest import hostguard
 from warmpool.envtest.binaries import NodeBinaries, cache_dir
 from warmpool.envtest.health import http_ok, wait_until
@@ -52,6 +53,7 @@ from warmpool.envtest.nodeconfig import (
 )
 from warmpool.envtest.nodes import DEFAULT_GPU_PRODUCT, gpu_labels
 from warmpool.envtest.process import ComponentProcess
+from warmpool.render.config import RenderConfig
 
 REAL_NODE_LABEL = "warmpool.dev/real-node"
 KUBERNETES_SLICE = "kubernetes-warmpool-envtest"
@@ -217,31 +219,24 @@ class RealNode:
     def import_image(self, archive: Path) -> None:
         """Import an OCI archive into the node's containerd (namespace ``k8s.io``), where
         the kubelet finds it (``imagePullPolicy: IfNotPresent``)."""
-        self.run(
-            [
-                str(self.binaries.ctr),
-                f"--address={CONTAINERD_SOCKET}",
-                "--namespace=k8s.io",
-                "images",
-                "import",
-                str(archive),
-            ],
-            timeout=600,
-        )
+        self._ctr("images", "import", str(archive), timeout=600)
 
     def container_images(self) -> list[str]:
         """References of the images in the node's containerd."""
-        out = self.run(
-            [
-                str(self.binaries.ctr),
-                f"--address={CONTAINERD_SOCKET}",
-                "--namespace=k8s.io",
-                "images",
-                "list",
-                "--quiet",
-            ]
-        )
-        return out.split()
+        return self._ctr("images", "list", "--quiet").split()
+
+    def _ctr(self, *args: str, timeout: float = 120.0) -> str:
+        ctr = [str(self.binaries.ctr), f"--address={CONTAINERD_SOCKET}", "--namespace=k8s.io"]
+        return self.run([*ctr, *args], timeout=timeout)
+
+    def _prepare_node_cache(self) -> None:
+        """What a GPU node's bootstrap does for warmpool's node cache (``spec.cache.kind:
+        node``): the directory exists, owned by the user the pods run as, so the non-root
+        prefetcher can write where the kubelet would otherwise create a root-owned one."""
+        config = RenderConfig()
+        cache = self.layout.var_cache / Path(CacheSpec().path).relative_to("/var/cache")
+        cache.mkdir(parents=True, exist_ok=True)
+        os.chown(cache, config.run_as_user, config.run_as_group)
 
     def iptables_rules(self) -> list[str]:
         """``iptables-save`` inside the node (kube-proxy's rules live there)."""
@@ -278,9 +273,14 @@ class RealNode:
         self._step("namespaces", started)
 
         step = time.monotonic()
+        self._prepare_node_cache()
         self._start_containerd()
         for archive in self.images:
             self.import_image(archive)
+        # The image warmpool's placeholder and pre-pull pods name by default, which no
+        # registry can serve here: the pause image, under that name too (pre-loaded, as a
+        # node image would have it).
+        self._ctr("images", "tag", "--force", self.sandbox_image, RenderConfig().pause_image)
         self._step("containerd and images", step)
 
         step = time.monotonic()
@@ -322,6 +322,9 @@ class RealNode:
             f"ip addr add {net.node_ip}/32 dev lo",
             # The guard: anything that is not the node's own goes nowhere, at once.
             "ip route add unreachable default",
+            # A connection the node itself opens to a ClusterIP is routed before kube-proxy's
+            # nat OUTPUT rule rewrites it to a pod: the route must exist, and stay inside.
+            f"ip route add local {net.service_cidr} dev lo",
         ]
         self.run(["sh", "-euc", "\n".join(script)])
         self._sockets = NetnsSockets(self.netns_path)
