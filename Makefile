@@ -31,11 +31,10 @@ format: ## apply ruff's formatting and safe fixes
 crd: ## regenerate the CRD in crds/ and in the chart from the models
 	hack/sync-crds.sh
 
-demo: ## start a local control plane, run the operator, apply an example pool and watch it
-	hack/setup.sh python
+demo: ## one real local node: chart installed, example pools Ready, a request at zero answered
 	hack/demo.sh
 
-demo-down: ## stop the demo cluster and operator
+demo-down: ## stop the demo and remove everything it started
 	hack/demo-down.sh
 
 clean: ## remove build and test leftovers in the clone (not the binary cache)

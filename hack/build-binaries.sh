@@ -87,12 +87,11 @@ stage_module() {
   if [[ -f ${src}/go.sum ]]; then cp "${src}/go.sum" "${dir}/" || return 1; fi
 }
 
-build_kubernetes() {
-  local out=$1 version=$2
-  local dir=${BUILD}/k8s-${version}
-  stage_module "${ROOT}/hack/k8s" "${dir}" || return 1
-  # The same version variables as k8s.io/kubernetes hack/lib/version.sh sets,
-  # so `kube-apiserver --version` and GET /version report the real version.
+# kube_ldflags VERSION: the -ldflags that set the same version variables as
+# k8s.io/kubernetes hack/lib/version.sh, so `kube-apiserver --version`, GET /version and
+# a kubelet's node status report the real version.
+kube_ldflags() {
+  local version=$1
   local minor major commit date
   major=$(cut -d. -f1 <<<"${version#v}")
   minor=$(cut -d. -f2 <<<"${version}")
@@ -118,6 +117,15 @@ build_kubernetes() {
       ldflags+=" -X ${pkg}.${key}=${val}"
     done
   done
+  printf '%s\n' "${ldflags}"
+}
+
+build_kubernetes() {
+  local out=$1 version=$2
+  local dir=${BUILD}/k8s-${version}
+  stage_module "${ROOT}/hack/k8s" "${dir}" || return 1
+  local ldflags
+  ldflags=$(kube_ldflags "${version}") || return 1
   (cd "${dir}" && go build -trimpath -ldflags "${ldflags}" -o "${out}/kube" .) || return 1
   local tool
   for tool in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
@@ -169,4 +177,7 @@ main() {
   "${BIN}/helm-${HELM_VERSION}/helm" version --short
 }
 
-main "$@"
+# Sourced by hack/build-node.sh for build_component and friends; run only when executed.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

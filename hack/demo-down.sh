@@ -1,29 +1,21 @@
 #!/usr/bin/env bash
-# `make demo-down`: stop what hack/demo.sh started (operator, then the local cluster).
-# The state directory (./.demo/) stays for its logs; `rm -rf .demo` removes it.
+# `make demo-down`: stop what hack/demo.sh started and leave nothing behind. The operator,
+# the activator, the pools, S3 and Prometheus are pods of the demo's node: stopping the node
+# (`python -m warmpool.envtest down`) stops them with it and undoes what the node changed on the
+# host (processes, cgroups, sysctls, mounts, network namespaces). The state directory goes too,
+# unless WARMPOOL_DEMO_KEEP_STATE=1 (keep it for its logs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${WARMPOOL_DEMO_STATE:-${ROOT}/.demo}
 PYTHON=${PYTHON:-${ROOT}/.venv/bin/python}
 
-if [[ -f ${STATE}/operator.pid ]]; then
-  pid=$(cat "${STATE}/operator.pid")
-  # Only a process that is still our operator (the pid may have been reused since).
-  if grep -q "warmpool" "/proc/${pid}/cmdline" 2>/dev/null; then
-    echo "stopping the operator (process group ${pid})"
-    kill -TERM -- "-${pid}" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-      kill -0 "${pid}" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-${pid}" 2>/dev/null || true
-  fi
-  rm -f "${STATE}/operator.pid"
-fi
-
-if [[ -d ${STATE} ]]; then
-  "${PYTHON}" -m warmpool.envtest down --state "${STATE}"
-else
+if [[ ! -d ${STATE} ]]; then
   echo "nothing to stop (no ${STATE})"
+  exit 0
+fi
+"${PYTHON}" -m warmpool.envtest down --state "${STATE}"
+if [[ ${WARMPOOL_DEMO_KEEP_STATE:-0} != 1 ]]; then
+  rm -rf "${STATE}"
+  echo "removed ${STATE}"
 fi

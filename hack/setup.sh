@@ -37,8 +37,10 @@ setup_python
 
 # Each component has its own script; they share the cache ${WARMPOOL_CACHE:-~/.cache/warmpool}.
 timed "control plane, kwok, helm (hack/build-binaries.sh)" hack/build-binaries.sh
+timed "real node: kubelet, kube-proxy, containerd, runc, CNI (hack/build-node.sh)" hack/build-node.sh
 timed "S3 server and s5cmd (hack/build-s3.sh)" hack/build-s3.sh
 timed "GCS emulator (hack/build-gcs.sh)" hack/build-gcs.sh
 timed "Triton (hack/install-triton.sh)" hack/install-triton.sh
 timed "Prometheus (hack/install-prometheus.sh)" hack/install-prometheus.sh
 timed "monitoring CRDs for chart validation (hack/fetch-monitoring-crds.sh)" hack/fetch-monitoring-crds.sh
+timed "container images: pause, agent, operator, CPU Triton (hack/build-images.sh)" hack/build-images.sh

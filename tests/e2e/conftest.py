@@ -19,15 +19,19 @@ from collections.abc import Generator, Iterator
 import kubernetes
 import pytest
 from pluggy import Result
+from real_node_support import REAL_NODE, REAL_NODE_GPUS, REAL_NODE_IMAGES, require_real_node
 
 from support.components import component_unavailable
 from warmpool.envtest import (
     BinaryNotFoundError,
+    ClusterStartError,
     ControlPlaneBinaries,
     LocalCluster,
     find_binary,
     poll_until,
 )
+
+_REAL_STARTUP = pytest.StashKey[str]()
 
 # Two nodes so that tests can see pods spread, and 8 GPUs each like a real H100 box.
 SESSION_GPU_NODES = ("gpu-node-0", "gpu-node-1")
@@ -87,9 +91,10 @@ def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
     """How the session's control plane started (version, seconds per component)."""
-    line = config.stash.get(_STARTUP, None)
-    if line is not None:
-        terminalreporter.write_line(line)
+    for key in (_STARTUP, _REAL_STARTUP):
+        line = config.stash.get(key, None)
+        if line is not None:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +123,34 @@ def cluster(
             f"(seconds to healthy: {local.startup_seconds}); pod CIDR {local.pod_cidr}; "
             f"logs {local.logs_dir}"
         )
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def real_cluster(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[LocalCluster]:
+    """A second LocalCluster for the whole session whose only node is a real one: kubelet,
+    containerd, runc, CNI bridge, kube-proxy and a fake GPU device plugin in namespaces of
+    their own (warmpool.envtest.realnode), with the built agent and CPU Triton images."""
+    binaries = require_real_node()
+    local = LocalCluster(tmp_path_factory.mktemp("real-cluster"), binaries=binaries)
+    started = time.monotonic()
+    try:
+        local.start()
+        node = local.add_real_node(REAL_NODE, gpus=REAL_NODE_GPUS, images=REAL_NODE_IMAGES)
+    except BaseException as error:
+        local.stop()
+        if isinstance(error, ClusterStartError):
+            component_unavailable("real node", str(error))
+        raise
+    pytestconfig.stash[_REAL_STARTUP] = (
+        f"real node: {REAL_NODE} Ready in {time.monotonic() - started:.1f}s with its cluster "
+        f"(steps: {node.startup_seconds}); logs {node.logs_dir}"
+    )
+    try:
         yield local
     finally:
         local.stop()

@@ -14,10 +14,12 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from support.components import component_unavailable
 
 
 def free_port() -> int:
@@ -71,11 +73,21 @@ class S3Server:
         """The file the posix backend stores an object in."""
         return self.root / bucket / key
 
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
 
-def start_s3(binary: Path, root: Path) -> S3Server:
+
+def start_s3(
+    binary: Path,
+    root: Path,
+    *,
+    access_key: str = "warmpooltest",
+    secret_key: str = "warmpool-test-secret-key",
+) -> S3Server:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    access, secret = "warmpooltest", "warmpool-test-secret-key"
+    access, secret = access_key, secret_key
     log = root.parent / f"versitygw-{port}.log"
     process = subprocess.Popen(
         [
@@ -118,3 +130,34 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@contextlib.contextmanager
+def running_s3(
+    root: Path, *, access_key: str, secret_key: str, bucket: str, files: dict[str, Path]
+) -> Iterator[S3Server]:
+    """versitygw serving ``root`` on a free loopback port, with ``bucket`` holding ``files``
+    (object key -> local file); stopped on exit. Fails (or skips outside CI) without the
+    binary, like every real-component fixture."""
+    binary = versitygw_binary()
+    if binary is None:
+        component_unavailable("s3", "no versitygw in the cache (hack/build-s3.sh)")
+    assert binary is not None
+    server = start_s3(binary, root / "s3", access_key=access_key, secret_key=secret_key)
+    try:
+        client = server.client()
+        client.create_bucket(Bucket=bucket)
+        for key, path in sorted(files.items()):
+            client.upload_file(str(path), bucket, key)
+        yield server
+    finally:
+        stop_process(server.process)
+
+
+def model_files(directory: Path, prefix: str) -> dict[str, Path]:
+    """Every file under ``directory`` keyed ``<prefix>/<relative path>``."""
+    return {
+        f"{prefix}/{path.relative_to(directory)}": path
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }

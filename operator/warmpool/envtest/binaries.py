@@ -82,3 +82,60 @@ class ControlPlaneBinaries:
 
 def _version_key(directory_name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", directory_name.rsplit("-v", 1)[-1]))
+
+
+def _newest_component_dir(component: str, required: str) -> Path:
+    """``<cache>/bin/<component>-v<version>/`` holding ``required``, newest version first."""
+    candidates = [
+        d
+        for d in (cache_dir() / "bin").glob(f"{component}-v*")
+        if d.is_dir() and ".tmp." not in d.name and os.access(d / required, os.X_OK)
+    ]
+    if not candidates:
+        raise BinaryNotFoundError(
+            f"{required} not found under {cache_dir() / 'bin'}/{component}-<version>/ "
+            "(run hack/build-node.sh; make setup does)"
+        )
+    return max(candidates, key=lambda d: _version_key(d.name))
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """What a real node runs, from the cache ``hack/build-node.sh`` fills."""
+
+    kube_node: Path
+    """The multi-call binary: kubelet, kube-proxy, fake-gpu-plugin."""
+    containerd_dir: Path
+    """containerd, containerd-shim-runc-v2 (found by containerd on PATH), ctr."""
+    debs_dir: Path
+    """Debian's runc, iptables, conntrack (wrappers in bin/) and CNI plugins (cni/)."""
+
+    @classmethod
+    def discover(cls) -> NodeBinaries:
+        """Find every part; raises BinaryNotFoundError naming the first one missing."""
+        return cls(
+            kube_node=_newest_component_dir("kube-node", "kubelet") / "kube-node",
+            containerd_dir=_newest_component_dir("containerd", "containerd-shim-runc-v2"),
+            debs_dir=_newest_component_dir("node-debs", "bin/runc"),
+        )
+
+    @property
+    def containerd(self) -> Path:
+        return self.containerd_dir / "containerd"
+
+    @property
+    def ctr(self) -> Path:
+        return self.containerd_dir / "ctr"
+
+    @property
+    def runc(self) -> Path:
+        return self.debs_dir / "bin" / "runc"
+
+    @property
+    def cni_bin(self) -> Path:
+        return (self.debs_dir / "cni").resolve()
+
+    @property
+    def path(self) -> str:
+        """PATH for the node's processes: the shim, iptables and conntrack first."""
+        return f"{self.containerd_dir}:{self.debs_dir / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -11,6 +11,7 @@ holds the cluster (``cluster/``), ``kubeconfig`` (admin), ``envtest.pid``,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -21,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from warmpool.envtest import hostguard
 from warmpool.envtest.cluster import LocalCluster
+from warmpool.envtest.images import IMAGE_NAMES
 from warmpool.envtest.process import kill_group, tail
 
 _READY = "ready"
@@ -37,16 +40,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--state", type=Path, default=Path(".demo"), help="state directory")
     parser.add_argument("--gpu-nodes", type=int, default=2, help="fake GPU nodes to create")
     parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument(
+        "--real-node", action="store_true", help="also start a real node (real-node-0)"
+    )
+    parser.add_argument("--real-node-gpus", type=int, default=2, help="fake GPUs of the real node")
+    parser.add_argument(
+        "--images",
+        default=",".join(IMAGE_NAMES),
+        help="built images to import into the real node (comma-separated names)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds `up` waits")
     args = parser.parse_args(argv)
     state: Path = args.state.resolve()
     if args.command == "up":
-        return _up(state, args.gpu_nodes, args.gpus_per_node, args.timeout)
+        return _up(state, args, args.timeout)
     if args.command == "down":
         return _down(state)
     if args.command == "status":
         return _status(state)
-    return _run(state, args.gpu_nodes, args.gpus_per_node)
+    return _run(state, args)
 
 
 def _running_pid(state: Path) -> int | None:
@@ -76,14 +88,16 @@ def _runs_program(pid: int, program: str) -> bool:
     return argv0.decode(errors="replace") == program
 
 
-def _up(state: Path, gpu_nodes: int, gpus_per_node: int, timeout: float) -> int:
+def _up(state: Path, args: argparse.Namespace, timeout: float) -> int:
     if _running_pid(state) is not None and (state / _READY).exists():
         print(f"cluster already running (state {state})")
         return 0
     state.mkdir(parents=True, exist_ok=True)
     (state / _READY).unlink(missing_ok=True)
     argv = [sys.executable, "-m", "warmpool.envtest", "run", "--state", str(state)]
-    argv += ["--gpu-nodes", str(gpu_nodes), "--gpus-per-node", str(gpus_per_node)]
+    argv += ["--gpu-nodes", str(args.gpu_nodes), "--gpus-per-node", str(args.gpus_per_node)]
+    argv += ["--real-node-gpus", str(args.real_node_gpus), "--images", args.images]
+    argv += ["--real-node"] if args.real_node else []
     with (state / _LOG).open("ab") as log:
         runner = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -103,7 +117,12 @@ def _up(state: Path, gpu_nodes: int, gpus_per_node: int, timeout: float) -> int:
     return 0
 
 
-def _run(state: Path, gpu_nodes: int, gpus_per_node: int) -> int:
+def _run(state: Path, args: argparse.Namespace) -> int:
+    gpu_nodes, gpus_per_node, real_node_gpus = (
+        args.gpu_nodes,
+        args.gpus_per_node,
+        args.real_node_gpus,
+    )
     state.mkdir(parents=True, exist_ok=True)
     (state / _PID).write_text(f"{os.getpid()}\n")
     stop = threading.Event()
@@ -117,13 +136,22 @@ def _run(state: Path, gpu_nodes: int, gpus_per_node: int) -> int:
         (state / _COMPONENTS).write_text(json.dumps(groups, indent=2) + "\n")
         for index in range(gpu_nodes):
             cluster.add_gpu_node(f"gpu-node-{index}", gpus=gpus_per_node)
+        real = ""
+        if args.real_node:
+            images = tuple(name for name in args.images.split(",") if name)
+            node = cluster.add_real_node("real-node-0", gpus=real_node_gpus, images=images)
+            groups[node.name] = {"netns": str(node.netns_path), "cgroup": node.cgroup_root}
+            (state / _COMPONENTS).write_text(json.dumps(groups, indent=2) + "\n")
+            real = (
+                f" and real node {node.name} ({real_node_gpus} fake GPUs, {node.startup_seconds})"
+            )
         kubeconfig = state / "kubeconfig"
         kubeconfig.write_text(cluster.kubeconfig.read_text())
         kubeconfig.chmod(0o600)
         version = cluster.server_version()
         (state / _READY).write_text(
             f"Kubernetes {version} at {cluster.server} ready in "
-            f"{time.monotonic() - started:.1f}s with {gpu_nodes} fake GPU node(s); "
+            f"{time.monotonic() - started:.1f}s with {gpu_nodes} fake GPU node(s){real}; "
             f"kubeconfig {kubeconfig}; logs {cluster.logs_dir}; "
             f"seconds to healthy: {cluster.startup_seconds}\n"
         )
@@ -152,8 +180,12 @@ def _down(state: Path) -> int:
     except (FileNotFoundError, ValueError):
         groups = {}
     for group in groups.values():
-        if _runs_program(int(group["pid"]), str(group["program"])):
+        if "pid" in group and _runs_program(int(group["pid"]), str(group["program"])):
             kill_group(int(group["pid"]), grace_seconds=5)
+        if "cgroup" in group:  # a real node's containers, left by a runner killed outright
+            cgroup = str(group["cgroup"])
+            hostguard.kill_until_gone(functools.partial(hostguard.cgroup_pids, cgroup))
+            hostguard.remove_cgroup_root(cgroup)
     for name in (_COMPONENTS, _PID, _READY):
         (state / name).unlink(missing_ok=True)
     print(f"cluster stopped (state {state})")

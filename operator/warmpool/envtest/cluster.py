@@ -32,14 +32,18 @@ from warmpool.envtest.components import (
     Ports,
     apiserver_argv,
     controller_manager_argv,
+    egress_selector_config,
     etcd_argv,
     kwok_argv,
     scheduler_argv,
 )
 from warmpool.envtest.health import ClusterStartError, http_ok, tls_context, wait_until
+from warmpool.envtest.images import IMAGE_NAMES, built_image
 from warmpool.envtest.kubeconfig import build_kubeconfig, write_kubeconfig
+from warmpool.envtest.netns import Dialer, EgressProxy, dial_host, is_loopback
 from warmpool.envtest.nodes import DEFAULT_GPU_PRODUCT, build_gpu_node
 from warmpool.envtest.process import ComponentProcess, tail
+from warmpool.envtest.realnode import RealNode
 
 # Pod IPs are loopback addresses, so a local process listening on a pod's IP stands in for
 # the pod's container (see ARCHITECTURE.md, "Real parts in tests").
@@ -94,6 +98,8 @@ class LocalCluster:
         self._ports: Ports | None = None
         self._ca: CertificateAuthority | None = None
         self._processes: list[ComponentProcess] = []
+        self._egress: EgressProxy | None = None
+        self._real_nodes: list[RealNode] = []
         self.startup_seconds: dict[str, float] = {}
         """Seconds from each component's launch until it was healthy (last start)."""
 
@@ -130,7 +136,9 @@ class LocalCluster:
                 raise
 
     def stop(self) -> None:
-        """Stop every component (newest first) and leave no process behind. Idempotent."""
+        """Stop every real node, then every component (newest first), and leave nothing
+        behind. Idempotent."""
+        self._stop_real_nodes()
         self._stop_processes()
         self._remove_owned_root()
 
@@ -181,6 +189,11 @@ class LocalCluster:
     def server(self) -> str:
         """The apiserver's URL."""
         return f"https://127.0.0.1:{self._started_ports.apiserver}"
+
+    @property
+    def apiserver_port(self) -> int:
+        """The apiserver's port on 127.0.0.1 (and, through the relays, inside real nodes)."""
+        return self._started_ports.apiserver
 
     @property
     def ca_cert(self) -> Path:
@@ -295,6 +308,78 @@ class LocalCluster:
             wait_until(ready, what=f"node {name} Ready (KWOK)", timeout=timeout, process=self._kwok)
             return node
 
+    # ---- real nodes ---------------------------------------------------------------------
+
+    def add_real_node(
+        self,
+        name: str = "real-node-0",
+        *,
+        gpus: int = 2,
+        product: str = DEFAULT_GPU_PRODUCT,
+        labels: Mapping[str, str] | None = None,
+        images: Sequence[str] = IMAGE_NAMES,
+        start_timeout: float = 180.0,
+    ) -> RealNode:
+        """Start a real node (kubelet, containerd, runc, CNI bridge, kube-proxy, and a fake
+        device plugin advertising ``gpus`` ``nvidia.com/gpu``) in namespaces of its own, with
+        the built ``images`` (names from warmpool.envtest.images) imported, and wait until it
+        is Ready with its GPUs allocatable. Stopped with the cluster (or ``node.stop()``).
+
+        One real node per cluster: each node's namespace has the same addresses.
+        """
+        if self._real_nodes:
+            raise RuntimeError("this cluster already has a real node (one per cluster)")
+        pause = built_image("pause")
+        archives = [pause.archive]
+        archives += [built_image(image).archive for image in images if image != "pause"]
+        node = RealNode(
+            self,
+            name,
+            self._layout.nodes / name,
+            gpus=gpus,
+            gpu_product=product,
+            labels=labels,
+            images=archives,
+            sandbox_image=pause.ref,
+            start_timeout=start_timeout,
+        )
+        self._real_nodes.append(node)
+        try:
+            node.start()
+        except BaseException:
+            self._real_nodes.remove(node)
+            raise
+        return node
+
+    @property
+    def real_nodes(self) -> Sequence[RealNode]:
+        return tuple(self._real_nodes)
+
+    @property
+    def egress_refused(self) -> Sequence[str]:
+        """``host:port`` of every connection the apiserver asked for and was refused (not
+        loopback, not a real node's)."""
+        return tuple(self._egress.refused) if self._egress else ()
+
+    def _egress_route(self, host: str) -> Dialer | None:
+        if is_loopback(host):
+            return dial_host
+        for node in self._real_nodes:
+            if node.network.owns(host):
+                return node.dial
+        return None
+
+    def _stop_real_nodes(self) -> None:
+        errors = []
+        while self._real_nodes:
+            node = self._real_nodes.pop()
+            try:
+                node.stop()
+            except Exception as error:  # stop the rest, then report the first
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
     # ---- diagnostics ------------------------------------------------------------------
 
     def log_tails(self, lines: int = 30) -> str:
@@ -354,6 +439,10 @@ class LocalCluster:
         for stem, (user, _) in COMPONENT_CLIENTS.items():
             self._write_cert_kubeconfig(stem, user, clients[stem])
         layout.audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        layout.egress_config.write_text(yaml.safe_dump(egress_selector_config(layout)))
+        if self._egress is None:
+            self._egress = EgressProxy(layout.egress_socket, self._egress_route)
+            self._egress.start()
 
         etcd = self._spawn("etcd", etcd_argv(binaries.etcd, layout, ports))
         self._wait_http(etcd, f"http://127.0.0.1:{ports.etcd}/health")
@@ -490,6 +579,10 @@ class LocalCluster:
     def _stop_processes(self) -> None:
         while self._processes:
             self._processes.pop().stop(self.stop_grace)
+        if self._egress is not None:
+            self._egress.close()
+            self._egress.path.unlink(missing_ok=True)
+            self._egress = None
 
     def _remove_owned_root(self) -> None:
         if self._owns_root:

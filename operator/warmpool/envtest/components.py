@@ -62,6 +62,21 @@ class Layout:
         return self.root / "audit-policy.yaml"
 
     @property
+    def egress_config(self) -> Path:
+        """The apiserver's EgressSelectorConfiguration (egress_selector_config)."""
+        return self.root / "egress-selector.yaml"
+
+    @property
+    def egress_socket(self) -> Path:
+        """The Unix socket of the harness's egress proxy (netns.EgressProxy)."""
+        return self.root / "egress.sock"
+
+    @property
+    def nodes(self) -> Path:
+        """One state directory per real node."""
+        return self.root / "nodes"
+
+    @property
     def etcd_data(self) -> Path:
         """etcd's data directory."""
         return self.root / "etcd"
@@ -73,6 +88,25 @@ class Layout:
     def pki_file(self, name: str) -> str:
         """A file under pki/ as a flag value."""
         return str(self.pki / name)
+
+
+def egress_selector_config(layout: Layout) -> dict[str, Any]:
+    """The apiserver sends its ``cluster`` traffic (to kubelets, pods and Services: logs,
+    exec, port-forward, proxy) through the harness's HTTP CONNECT proxy, which dials only
+    loopback and the real nodes' own namespaces (netns.EgressProxy)."""
+    return {
+        "apiVersion": "apiserver.k8s.io/v1beta1",
+        "kind": "EgressSelectorConfiguration",
+        "egressSelections": [
+            {
+                "name": "cluster",
+                "connection": {
+                    "proxyProtocol": "HTTPConnect",
+                    "transport": {"uds": {"udsName": str(layout.egress_socket)}},
+                },
+            }
+        ],
+    }
 
 
 def etcd_argv(binary: Path, layout: Layout, ports: Ports) -> list[str]:
@@ -116,6 +150,9 @@ def apiserver_argv(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         f"--service-account-signing-key-file={pki('sa.key')}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--allow-privileged=true",
+        f"--egress-selector-config-file={layout.egress_config}",
+        # A node's InternalIP only: its Hostname would be looked up in the host's DNS.
+        "--kubelet-preferred-address-types=InternalIP",
         # The `kubernetes` Service keeps its ClusterIP but gets no endpoints: an Endpoints
         # address may not be loopback, so the default (lease) reconciler would fail every
         # 10 s on 127.0.0.1. Nothing here runs in a pod that would need that Service.

@@ -24,6 +24,15 @@ GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 DEFAULT_GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 
 
+def gpu_labels(gpus: int, product: str = DEFAULT_GPU_PRODUCT) -> dict[str, str]:
+    """The labels GPU feature discovery puts on a node with ``gpus`` GPUs of ``product``."""
+    return {
+        GPU_PRODUCT_LABEL: product,
+        GPU_COUNT_LABEL: str(gpus),
+        "nvidia.com/gpu.present": "true",
+    }
+
+
 def build_gpu_node(
     name: str,
     *,
@@ -52,9 +61,7 @@ def build_gpu_node(
         "kubernetes.io/arch": "amd64",
         "node.kubernetes.io/instance-type": "gpu-fake",
         "type": "kwok",
-        GPU_PRODUCT_LABEL: product,
-        GPU_COUNT_LABEL: str(gpus),
-        "nvidia.com/gpu.present": "true",
+        **gpu_labels(gpus, product),
         **(labels or {}),
     }
     return {

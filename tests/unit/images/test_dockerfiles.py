@@ -9,74 +9,29 @@ real, so a file the package needs but the Dockerfile forgets fails this test.
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import shutil
 import subprocess
 import sys
 import tomllib
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from support.dockerfile import Instruction, exec_form, parse, stages
 from warmpool.cli import PROGRAMS
 
 REPO = Path(__file__).resolve().parents[3]
 IMAGES = REPO / "images"
-BASE = "python:3.11-slim-bookworm"
+BASE = "debian:bookworm-slim"
 NONROOT = "65532"
 # What each image is for: the programs its users run (the chart and warmpool.render).
 IMAGE_PROGRAMS = {
     "operator": {"operator"},
     "agent": {"prefetch", "warmup", "activator"},
 }
-
-
-@dataclass(frozen=True)
-class Instruction:
-    keyword: str
-    value: str
-
-
-def parse(dockerfile: Path) -> tuple[list[Instruction], str]:
-    """Instructions (continuations joined, comments dropped) and the comment text."""
-    instructions: list[Instruction] = []
-    comments: list[str] = []
-    pending = ""
-    for raw in dockerfile.read_text().splitlines():
-        line = raw.strip()
-        if line.startswith("#"):
-            comments.append(line)
-            continue
-        if not line and not pending:
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        full = (pending + line).strip()
-        pending = ""
-        keyword, _, value = full.partition(" ")
-        instructions.append(Instruction(keyword.upper(), value.strip()))
-    assert not pending, f"{dockerfile}: dangling line continuation"
-    return instructions, "\n".join(comments)
-
-
-def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
-    """Instructions grouped by FROM (the ARGs before the first FROM are stage 0's prelude)."""
-    groups: list[list[Instruction]] = [[]]
-    for instruction in instructions:
-        if instruction.keyword == "FROM":
-            groups.append([])
-        groups[-1].append(instruction)
-    return groups[1:]
-
-
-def exec_form(value: str) -> list[str]:
-    form = json.loads(value)
-    assert isinstance(form, list) and all(isinstance(item, str) for item in form), value
-    return form
+BASE_STAGE = "base"  # every Dockerfile's first stage: Debian's Python (images/base/recipe.toml)
 
 
 def copy_sources(instructions: list[Instruction]) -> list[str]:
@@ -115,16 +70,18 @@ def image(request: pytest.FixtureRequest) -> str:
 def test_base_is_pinned_by_tag_with_a_digest_placeholder(image: str) -> None:
     instructions, comments = parse(IMAGES / image / "Dockerfile")
     args = [i.value for i in instructions if i.keyword == "ARG"]
-    assert f"PYTHON_IMAGE={BASE}" in args
+    assert f"DEBIAN_IMAGE={BASE}" in args
     froms = [i.value for i in instructions if i.keyword == "FROM"]
-    assert froms and all(value.startswith("${PYTHON_IMAGE}") for value in froms)
+    assert froms[0] == f"${{DEBIAN_IMAGE}} AS {BASE_STAGE}"
+    assert all(value.split()[0] == BASE_STAGE for value in froms[1:])  # one shared base layer
     assert f"{BASE}@sha256:<digest>" in comments  # how a release pins the digest
 
 
 def test_multi_stage_non_root_final_stage(image: str) -> None:
     instructions, _ = parse(IMAGES / image / "Dockerfile")
-    build, final = stages(instructions)[0], stages(instructions)[-1]
-    assert len(stages(instructions)) >= 2
+    all_stages = stages(instructions)
+    assert len(all_stages) == 3  # base, build, runtime
+    build, final = all_stages[1], all_stages[-1]
     stage_name = build[0].value.split()[-1]
     assert build[0].value.split()[-2].upper() == "AS"
     assert any(i.keyword == "COPY" and f"--from={stage_name}" in i.value for i in final), (
@@ -166,10 +123,12 @@ def test_copied_files_exist_and_pass_the_dockerignore(image: str) -> None:
     assert not dockerignore_allows(ignore_file, "operator/warmpool/__pycache__")
 
 
-def test_agent_installs_tritonclient_extras() -> None:
-    instructions, _ = parse(IMAGES / "agent" / "Dockerfile")
-    runs = " ".join(i.value for i in instructions if i.keyword == "RUN")
-    assert '"tritonclient[http,grpc]"' in runs
+def test_agent_gets_tritonclient_extras_from_the_package() -> None:
+    """The warm-up sidecar drives Triton over http and grpc: the wheel's dependencies bring both."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert any(
+        d.replace(" ", "").startswith("tritonclient[http,grpc]") for d in project["dependencies"]
+    )
 
 
 def test_build_stage_builds_a_working_wheel(tmp_path: Path) -> None:

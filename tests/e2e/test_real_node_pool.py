@@ -1,0 +1,449 @@
+"""warmpool on the real node, as a user runs it: a pool goes from nothing to Ready with the real
+`warmpool prefetch` (init container, from a real S3 server), real Triton (CPU image) and the
+real `warmpool warmup` sidecar opening the readiness gate that the real kubelet honours; its
+cold-start breakdown agrees with the kubelet's own container timestamps; a request sent to a
+pool at zero through the activator (real pod IPs from real EndpointSlices) wakes it and is
+answered; a pod deleted with no grace period is replaced and warmed again; draining the node
+evicts the warm replica.
+
+Real: the control plane, kubelet, containerd, runc, CNI, kube-proxy, `warmpool operator` and
+`warmpool activator` (processes of the harness; the activator in the node's network
+namespace, where pod IPs are), the agent and CPU Triton images, versitygw. Stood in: GPUs (a
+device plugin advertising devices that do not exist).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from operator_support import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    OperatorProcess,
+    as_dict,
+    condition,
+    free_port,
+    get_pool,
+    kubectl,
+    pool_pods,
+    warmpool_executable,
+)
+from pool_support import running_operator
+from real_node_support import REAL_NODE
+from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
+
+from support.s3 import S3Server, model_files, running_s3
+from warmpool.envtest import LocalCluster, RealNode, find_binary, poll_until
+from warmpool.envtest.images import built_image
+from warmpool.envtest.process import ComponentProcess
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+MODEL = "warmup_curve"
+INPUTS = [{"name": "INPUT0", "datatype": "FP32", "shape": [4, 1024]}]
+# A pod's whole life on this loaded 2-core machine: prefetch, Triton start, warm-up.
+POD_TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="module")
+def cluster(real_cluster: LocalCluster) -> LocalCluster:
+    """Every test of this module runs on the session's real-node cluster."""
+    return real_cluster
+
+
+@pytest.fixture
+def node(cluster: LocalCluster) -> RealNode:
+    return cluster.real_nodes[0]
+
+
+@pytest.fixture
+def s3(tmp_path: Path) -> Iterator[S3Server]:
+    with running_s3(
+        tmp_path,
+        access_key="WPAK" + secrets.token_hex(6).upper(),
+        secret_key=secrets.token_urlsafe(18),
+        bucket="models",
+        files=model_files(MODELS / MODEL, MODEL),
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    agent = built_image("agent").ref
+    with running_operator(cluster, namespace, tmp_path, ["--agent-image", agent]) as process:
+        yield process
+
+
+def create_pool(
+    api: kubernetes.client.ApiClient,
+    node: RealNode,
+    namespace: str,
+    s3: S3Server,
+    name: str,
+    scaling: dict[str, Any],
+) -> None:
+    """The S3 credentials as a Secret and a pool of the model in S3, served by the CPU Triton
+    image, one (fake) GPU per replica."""
+    core = kubernetes.client.CoreV1Api(api)
+    secret = {
+        "metadata": {"name": "s3"},
+        "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
+    }
+    try:
+        core.create_namespaced_secret(namespace, secret)
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise
+    manifest = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferencePool",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {
+                "uri": f"s3://models/{MODEL}",
+                "name": MODEL,
+                # The S3 server listens on the host's loopback; pods reach it through the node.
+                "endpoint": f"http://{node.expose_host_port(s3.port)}",
+                "credentialsSecret": "s3",
+            },
+            "server": {"image": built_image("triton-cpu").ref, "gpu": {"count": 1}},
+            "warmup": {"inputs": INPUTS, "tolerance": 0.25},
+            "scaling": scaling,
+        },
+    }
+    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, manifest
+    )
+
+
+def wait_for(
+    api: kubernetes.client.ApiClient,
+    namespace: str,
+    name: str,
+    what: str,
+    check: Any,
+    operator: OperatorProcess,
+    timeout: float = POD_TIMEOUT,
+) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def probe() -> dict[str, Any] | None:
+        nonlocal last
+        last = get_pool(api, namespace, name)
+        return last if check(last) else None
+
+    def describe() -> str:
+        pods = [(p["metadata"]["name"], p.get("status")) for p in pool_pods(api, namespace, name)]
+        return f"pool status {last.get('status')}\npods {pods}\n{operator.log_tail(20)}"
+
+    return poll_until(probe, what=what, timeout=timeout, describe=describe)
+
+
+def warm(pool: dict[str, Any], replicas: int) -> bool:
+    status = pool.get("status") or {}
+    return bool(status.get("phase") == "Ready" and status.get("warmReplicas") == replicas)
+
+
+def _ready(pod: dict[str, Any]) -> dict[str, Any] | None:
+    ready = condition(pod, "Ready")
+    return pod if ready is not None and ready["status"] == "True" else None
+
+
+def seconds(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def infer(port: int, i: int, pool: str | None = None, timeout: float = 30) -> list[float]:
+    """One KServe v2 inference of warmup_curve on ``127.0.0.1:port``; its output."""
+    body = {
+        "inputs": [
+            {"name": "INPUT0", "datatype": "FP32", "shape": [4, 1024], "data": [float(i)] * 4096}
+        ]
+    }
+    headers = {"Content-Type": "application/json"}
+    if pool is not None:
+        headers["X-Warmpool-Pool"] = pool
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",
+        data=json.dumps(body).encode(),
+        headers=headers,
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as reply:
+        answer = json.loads(reply.read())
+    return [float(x) for x in answer["outputs"][0]["data"]]
+
+
+def service_port(api: kubernetes.client.ApiClient, namespace: str, pool: str) -> tuple[str, int]:
+    """The ClusterIP and http port of the pool's Service (``<pool>``)."""
+    service = kubernetes.client.CoreV1Api(api).read_namespaced_service(pool, namespace)
+    port = next(p.port for p in service.spec.ports if p.name == "http")
+    return str(service.spec.cluster_ip), int(port)
+
+
+def test_pool_becomes_ready_on_the_real_node_and_its_breakdown_matches_the_kubelet(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    create_pool(k8s, node, namespace, s3, "real", {"warmFloor": 1, "maxReplicas": 1})
+    pool = wait_for(
+        k8s,
+        namespace,
+        "real",
+        "Ready with its cold start reported",
+        lambda p: warm(p, 1) and (p["status"].get("lastColdStart") or {}).get("pod"),
+        operator,
+    )
+    cold = pool["status"]["lastColdStart"]
+    core = kubernetes.client.CoreV1Api(k8s)
+    # The warm-up sidecar opened the gate; the kubelet makes the pod Ready because of it.
+    pod = poll_until(
+        lambda: _ready(as_dict(k8s, core.read_namespaced_pod(cold["pod"], namespace))),
+        what="the kubelet to make the warm pod Ready",
+        timeout=60,
+    )
+    assert pod["spec"]["nodeName"] == REAL_NODE
+    gate = condition(pod, "warmpool.dev/warm")
+    assert gate is not None and gate["status"] == "True", gate
+
+    # The breakdown against the kubelet's own container timestamps (1 s resolution).
+    created = seconds(pod["metadata"]["creationTimestamp"])
+    init = {s["name"]: s for s in pod["status"]["initContainerStatuses"]}
+    prefetch = init["prefetch"]["state"]["terminated"]
+    server = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "triton")
+    server_started = seconds(server["state"]["running"]["startedAt"])
+    initialized = created + cold["schedulingSeconds"] + cold["prefetchSeconds"]
+    warm_at = created + cold["totalSeconds"]
+    assert created - 1 <= seconds(prefetch["startedAt"]) <= initialized + 1, (cold, prefetch)
+    assert seconds(prefetch["finishedAt"]) <= initialized + 1, (cold, prefetch)
+    assert initialized - 1 <= server_started <= warm_at + 1, (cold, server)
+    assert cold["prefetchSeconds"] + 1 >= seconds(prefetch["finishedAt"]) - seconds(
+        prefetch["startedAt"]
+    )
+    assert prefetch["exitCode"] == 0
+
+    # Answered through the pool's Service: kube-proxy to the pod's real IP.
+    ip, port = service_port(k8s, namespace, "real")
+    assert len(infer(node.forward(ip, port), 1)) == 4096
+
+
+def test_request_at_zero_through_the_activator_wakes_the_pool_and_is_answered(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    scaling = {"warmFloor": 0, "maxReplicas": 1, "scaleToZeroAfterSeconds": 3600}
+    create_pool(k8s, node, namespace, s3, "sleepy", scaling)
+    wait_for(
+        k8s,
+        namespace,
+        "sleepy",
+        "the pool at zero",
+        lambda p: (p.get("status") or {}).get("phase") == "ScaledToZero",
+        operator,
+    )
+    # The activator runs in the node's network namespace, where pod IPs are routed; it finds
+    # the pool's pods through real EndpointSlices (no endpoints file).
+    http_port = free_port()
+    activator = ComponentProcess(
+        "activator",
+        node.netns_command(
+            [
+                warmpool_executable(),
+                "activator",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--namespace",
+                namespace,
+                "--bind",
+                "127.0.0.1",
+                "--http-port",
+                str(http_port),
+                "--grpc-port",
+                str(free_port()),
+                "--metrics-port",
+                str(free_port()),
+                "--hold-timeout",
+                "600",
+            ]
+        ),
+        cluster.logs_dir / f"activator-{namespace}.log",
+    )
+    try:
+        port = node.forward("127.0.0.1", http_port)
+
+        def listening() -> bool:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+            except urllib.error.HTTPError:
+                return True
+            except (urllib.error.URLError, OSError):
+                return False
+            return True
+
+        poll_until(listening, what="activator listening", timeout=60, describe=activator.log_tail)
+        sent = time.monotonic()
+        answer = infer(port, 3, pool=f"{namespace}/sleepy", timeout=POD_TIMEOUT)
+        print(f"first_answer_from_zero_s={time.monotonic() - sent:.1f}")
+        assert len(answer) == 4096
+    finally:
+        activator.stop()
+    pods = pool_pods(k8s, namespace, "sleepy")
+    assert [p["spec"]["nodeName"] for p in pods] == [REAL_NODE]
+
+
+def test_pod_deleted_without_grace_is_replaced_and_warmed_again_and_drain_evicts(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    create_pool(k8s, node, namespace, s3, "sturdy", {"warmFloor": 1, "maxReplicas": 1})
+    pool = wait_for(k8s, namespace, "sturdy", "Ready", lambda p: warm(p, 1), operator)
+    first = pool_pods(k8s, namespace, "sturdy")[0]["metadata"]["name"]
+
+    kubectl(cluster, "-n", namespace, "delete", "pod", first, "--grace-period=0", "--force")
+    pool = wait_for(
+        k8s,
+        namespace,
+        "sturdy",
+        "a new pod warm",
+        lambda p: (
+            warm(p, 1) and (p["status"].get("lastColdStart") or {}).get("pod") not in (None, first)
+        ),
+        operator,
+    )
+    second = pool["status"]["lastColdStart"]["pod"]
+
+    drained = subprocess.run(
+        [str(kubectl_path()), "drain", REAL_NODE, "--ignore-daemonsets",
+         "--delete-emptydir-data", "--pod-selector", "warmpool.dev/pool=sturdy",
+         "--timeout=120s"],
+        env=cluster.env(), capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    try:
+        assert drained.returncode == 0, drained.stderr
+        assert f"pod/{second} evicted" in drained.stdout + drained.stderr
+        poll_until(
+            lambda: all(
+                p["metadata"]["name"] != second for p in pool_pods(k8s, namespace, "sturdy")
+            ),
+            what="the warm replica evicted",
+            timeout=POD_TIMEOUT,
+        )
+    finally:
+        kubectl(cluster, "uncordon", REAL_NODE)
+
+
+def kubectl_path() -> Path:
+    return find_binary("kubectl")
+
+
+def prefetch_result(api: kubernetes.client.ApiClient, namespace: str, pod: str) -> dict[str, Any]:
+    """The JSON result line `warmpool prefetch` printed in ``pod`` (its log, read from the
+    kubelet through the apiserver)."""
+    log = kubernetes.client.CoreV1Api(api).read_namespaced_pod_log(
+        pod, namespace, container="prefetch"
+    )
+    for line in reversed(str(log).splitlines()):
+        if line.startswith("{") and "cacheHit" in line:
+            result: dict[str, Any] = json.loads(line)
+            return result
+    raise AssertionError(f"no prefetch result in the log of {pod}:\n{log}")
+
+
+def test_two_pods_on_one_node_share_one_verified_download(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    # A fresh S3 endpoint: a cache key no earlier test filled.
+    create_pool(k8s, node, namespace, s3, "pair", {"warmFloor": 2, "maxReplicas": 2})
+    wait_for(k8s, namespace, "pair", "two warm replicas", lambda p: warm(p, 2), operator)
+    pods = pool_pods(k8s, namespace, "pair")
+    assert len(pods) == 2 and {p["spec"]["nodeName"] for p in pods} == {REAL_NODE}
+    results = sorted(
+        (prefetch_result(k8s, namespace, p["metadata"]["name"]) for p in pods),
+        key=lambda r: r["cacheHit"],
+    )
+    filled, shared = results
+    assert filled["cacheKey"] == shared["cacheKey"]
+    assert not filled["cacheHit"] and filled["fetchedBytes"] == filled["totalBytes"] > 0
+    # The second prefetcher waited for the first (the node's cache lock), then verified its copy.
+    assert shared["cacheHit"] and shared["fetchedBytes"] == 0
+    copies = list((node.layout.var_cache / "warmpool").rglob("model.py"))
+    assert sum(filled["cacheKey"] in str(copy) for copy in copies) == 1, copies
+
+
+def test_prepull_daemonset_fills_the_node_cache_before_any_replica(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    create_pool(k8s, node, namespace, s3, "early", {"warmFloor": 0, "maxReplicas": 1})
+    patch = {"spec": {"cache": {"kind": "node", "prepull": True}}}
+    kubernetes.client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "early", patch
+    )
+    apps = kubernetes.client.AppsV1Api(k8s)
+
+    def ready_daemonset() -> Any:
+        for daemonset in apps.list_namespaced_daemon_set(namespace).items:
+            if daemonset.status.number_ready == 1:
+                return daemonset
+        return None
+
+    daemonset = poll_until(
+        ready_daemonset, what="the pre-pull DaemonSet Ready", timeout=POD_TIMEOUT
+    )
+    selector = ",".join(f"{k}={v}" for k, v in daemonset.spec.selector.match_labels.items())
+    (pod,) = (
+        kubernetes.client.CoreV1Api(k8s)
+        .list_namespaced_pod(namespace, label_selector=selector)
+        .items
+    )
+    assert pod.spec.node_name == REAL_NODE
+    result = prefetch_result(k8s, namespace, pod.metadata.name)
+    assert result["fetchedBytes"] == result["totalBytes"] > 0
+    labels = kubernetes.client.CoreV1Api(k8s).read_node(REAL_NODE).metadata.labels
+    poll_until(
+        lambda: any(
+            key.startswith("prepull.warmpool.dev/")
+            for key in kubernetes.client.CoreV1Api(k8s).read_node(REAL_NODE).metadata.labels
+        ),
+        what="the node labelled as holding the pool's weights",
+        timeout=60,
+    )
+    assert not pool_pods(k8s, namespace, "early"), labels
