@@ -114,8 +114,18 @@ fi
 
 # Lay out a home: a backends dir with the python backend + the right stub, and a wrapper.
 mkdir -p "$HOME_DIR/bin" "$HOME_DIR/backends/python"
-cp -a "$WHEEL_TRITON/backends/python/." "$HOME_DIR/backends/python/"
-cp -a "$STUB" "$HOME_DIR/backends/python/triton_python_backend_stub"
+# place SRC DEST: copy unless DEST already holds the same bytes, through a temporary name and a
+# rename, so that a rerun while tests run Triton neither fails on a busy stub ("Text file busy")
+# nor rewrites a shared library that a running server has mapped.
+place() {
+  cmp -s "$1" "$2" && return 0
+  cp -a "$1" "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"
+}
+for file in "$WHEEL_TRITON/backends/python/"*; do
+  [[ -f "$file" ]] || continue  # __pycache__: Python rebuilds it
+  place "$file" "$HOME_DIR/backends/python/$(basename "$file")"
+done
+place "$STUB" "$HOME_DIR/backends/python/triton_python_backend_stub"
 LIBDIR="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"
 cat >"$HOME_DIR/bin/tritonserver" <<EOF
 #!/usr/bin/env bash
