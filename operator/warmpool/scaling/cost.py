@@ -30,8 +30,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: Sample groups the planner works on (merging neighbours keeps a plan at about 1 ms).
+#: Sample groups the planner works on (merging neighbours keeps a plan at a few ms).
 MAX_GROUPS = 40
+#: Samples per group at least: a window is fitted to a group, never to one past arrival (a
+#: window around each past sample of a memoryless process would look free of misses in the
+#: history and miss in the future); six agreeing samples are the least evidence of a mode.
+MIN_GROUP_SAMPLES = 6
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,16 @@ class _Group:
     weight: float  # sum of k
     weighted_at: float  # sum of k * x
     weighted_requests: float  # sum of k * w
+    count: int
+
+    @property
+    def margin(self) -> float:
+        """How far past its samples a group's window reaches on each side: the mean spacing of
+        its samples (the next one falls outside the m seen with probability ~2/(m + 1)), and
+        at least a prior of 1 % of the time over m samples (a day, 2 samples: 7 minutes), so a
+        few agreeing samples do not make a window narrower than the evidence allows."""
+        spacing = (self.high - self.low) / (self.count - 1) if self.count > 1 else 0.0
+        return max(spacing, 0.01 * self.high / self.count)
 
 
 def _groups(arrivals: Sequence[Arrival], limit: int) -> list[_Group]:
@@ -116,15 +130,17 @@ def _groups(arrivals: Sequence[Arrival], limit: int) -> list[_Group]:
     groups: list[_Group] = []
     low = high = ordered[0].after_seconds
     k = kx = kw = 0.0
+    count = 0
     for arrival in ordered:
         if k > 0 and (k + arrival.weight > share * 1.0001 and arrival.after_seconds > high):
-            groups.append(_Group(low, high, k, kx, kw))
-            low, k, kx, kw = arrival.after_seconds, 0.0, 0.0, 0.0
+            groups.append(_Group(low, high, k, kx, kw, count))
+            low, k, kx, kw, count = arrival.after_seconds, 0.0, 0.0, 0.0, 0
         high = arrival.after_seconds
         k += arrival.weight
         kx += arrival.weight * arrival.after_seconds
         kw += arrival.weight * arrival.requests
-    groups.append(_Group(low, high, k, kx, kw))
+        count += 1
+    groups.append(_Group(low, high, k, kx, kw, count))
     return groups
 
 
@@ -137,6 +153,7 @@ def plan(
     pad_seconds: float,
     keep_alive: bool = True,
     earliest_prewarm: float = 0.0,
+    min_hold: float = 0.0,
 ) -> Plan | None:
     """The cheapest plan for `arrivals` (None without samples).
 
@@ -146,14 +163,23 @@ def plan(
     before an arrival (the evaluation interval: a pre-warm starts at the first evaluation after
     its time); `pad_seconds` how long after the last arrival it covers a window stays (the time
     the metrics need to show the arrival). Pre-warms start no earlier than `earliest_prewarm`.
+    With `keep_alive`, the replica is held at least `min_hold` (the time the metrics need to
+    confirm the pool is idle): arrivals before it are covered, and "release at once" means
+    then.
     """
     usable = [a for a in arrivals if a.weight > 0 and math.isfinite(a.after_seconds)]
     if not usable:
         return None
     lam, cold = max(cold_start_cost, 0.0), max(cold_start_seconds, 0.0)
-    groups = _groups(usable, MAX_GROUPS)
+    hold = min_hold if keep_alive else 0.0
+    below = [a for a in usable if a.after_seconds < hold]
+    above = [a for a in usable if a.after_seconds >= hold]
+    groups = (
+        _groups(above, max(1, min(MAX_GROUPS, len(above) // MIN_GROUP_SAMPLES))) if above else []
+    )
     n = len(groups)
     total = sum(a.weight for a in usable)
+    below_gpu = sum(a.weight * a.after_seconds for a in below)
     # Suffix sums: weight of the groups from i on.
     suffix = [0.0] * (n + 1)
     for i in range(n - 1, -1, -1):
@@ -175,13 +201,13 @@ def plan(
                 g.weighted_requests + nxt[2],
                 nxt[3],
             )
-            start = g.low - lead_seconds
+            start = g.low - g.margin - lead_seconds
             if start >= floor_start:
                 inside = kx = 0.0
                 for j in range(i, n):
                     kx += groups[j].weighted_at
                     inside += groups[j].weight
-                    end = groups[j].high + pad_seconds
+                    end = groups[j].high + groups[j].margin + pad_seconds
                     gpu = kx - inside * start + inside * cold + suffix[j + 1] * (end - start + cold)
                     rest = table[j + 1]
                     if gpu + rest[0] < best[0]:
@@ -193,14 +219,22 @@ def plan(
     if not keep_alive:
         cost, gpu, cold_req, windows = released_from(max(earliest_prewarm, cold))[0]
         return Plan(windows, gpu / total, cold_req / total, len(usable))
-    # Release at once, or hold until after groups 0..j, then (released) pre-warm later ones.
-    loose = released_from(max(earliest_prewarm, cold))
-    best = loose[0]
+    # Hold `min_hold`, then release, or hold until after groups 0..j; then (released) pre-warm
+    # later ones.
+    base = below_gpu + suffix[0] * hold
+    loose = released_from(max(earliest_prewarm, hold + cold))
+    first = loose[0]
+    best = (
+        base + first[0],
+        base + first[1],
+        first[2],
+        ((Window(0.0, hold, False),) if hold > 0 else ()) + first[3],
+    )
     kx = 0.0
     for j in range(n):
         kx += groups[j].weighted_at
-        end = groups[j].high + pad_seconds
-        gpu = kx + suffix[j + 1] * end
+        end = max(hold, groups[j].high + groups[j].margin + pad_seconds)
+        gpu = below_gpu + kx + suffix[j + 1] * end
         tail = loose[j + 1]
         if any(w.start - cold < end for w in tail[3]):
             # The loose table's pre-warm would overlap the hold: redo with the true floor

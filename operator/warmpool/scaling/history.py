@@ -3,7 +3,7 @@
 A *busy period* is traffic with no pause longer than 1.5 evaluation intervals. Each finished
 one is kept as a `Period`: its start, the idle gap before it (from the previous period's last
 request), the requests it put at risk (its *weight*: the highest demand in its first cold
-start, which for a pool at zero is the activator's held count), its length, and, when it was a
+start, which for a pool at zero is the activator's held count), the traffic it carried, and, when it was a
 *burst* (an anchor), the time since the previous burst's start.
 
 Two kinds of samples come out of it (`warmpool.scaling.cost` plans on each):
@@ -14,8 +14,10 @@ Two kinds of samples come out of it (`warmpool.scaling.cost` plans on each):
   the last burst. Stray single requests between bursts are not bursts, so they shorten the
   gaps but never the burst intervals: a learned period survives them.
 
-A period is a burst when its *size* (weight + length / cold start) is at least a quarter of
-the size-weighted median size of the history: bursts carry most of the traffic, strays little.
+A period is a burst when its *size* (weight + the traffic it carried while warm, demand x
+time) is at least a quarter of the size-weighted median size of the history: bursts carry
+most of the traffic, strays little. (Not its length: a `rate()` window keeps a single request
+visible for up to a window, so a stray looks nearly as long as a short burst.)
 When every period looks alike (a client polling with one request) every period is a burst.
 
 Time-of-day and week: samples whose reference time lies within `TIME_OF_DAY_SECONDS` of the
@@ -31,7 +33,7 @@ Saturday out of memory.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -57,40 +59,45 @@ class Period:
     gap: float
     #: Requests it put at risk (>= 1).
     weight: float
-    #: Seconds from its first to its last request.
-    duration: float
+    #: Traffic it carried, counted while a replica was warm: the sum of demand x interval
+    #: (request-seconds for Concurrency, requests for RequestsPerSecond).
+    mass: float
     #: Seconds since the previous burst's start when this period was a burst; 0 otherwise.
     burst_interval: float = 0.0
+    #: Whether it started at a pool with no warm replica: its weight is then the held count;
+    #: a warm start sees only the concurrency inside Triton, a lower bound.
+    cold: bool = True
 
     def to_list(self) -> list[float]:
         return [
             round(self.start, 3),
             round(self.gap, 1),
             round(self.weight, 1),
-            round(self.duration, 1),
+            round(self.mass, 1),
             round(self.burst_interval, 1),
+            1.0 if self.cold else 0.0,
         ]
 
     @classmethod
     def from_list(cls, item: object) -> Period | None:
-        if not isinstance(item, list | tuple) or len(item) != 5:
+        if not isinstance(item, list | tuple) or len(item) != 6:
             return None
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in item):
             return None
         values = [float(v) for v in item]
         if not all(math.isfinite(v) for v in values) or min(values[1:]) < 0:
             return None
-        return cls(values[0], values[1], max(values[2], 1.0), values[3], values[4])
+        return cls(values[0], values[1], max(values[2], 1.0), values[3], values[4], values[5] > 0)
 
 
-def size(weight: float, duration: float, cold_start: float) -> float:
-    """How much traffic a period carries: requests at risk plus its length in cold starts."""
-    return weight + duration / max(cold_start, 1.0)
+def size(weight: float, mass: float) -> float:
+    """How much traffic a period carries: requests at risk plus the traffic it carried."""
+    return weight + mass
 
 
-def burst_threshold(periods: Sequence[Period], cold_start: float) -> float:
+def burst_threshold(periods: Sequence[Period]) -> float:
     """Smallest size of a burst: BURST_SHARE of the size-weighted median size."""
-    sizes = sorted(size(p.weight, p.duration, cold_start) for p in periods)
+    sizes = sorted(size(p.weight, p.mass) for p in periods)
     if not sizes:
         return 0.0
     half, running = sum(sizes) / 2, 0.0
@@ -114,19 +121,55 @@ def add_period(periods: list[Period], period: Period) -> list[Period]:
     return out
 
 
-def gap_arrivals(periods: Sequence[Period], reference: float, timeout: float) -> list[Arrival]:
-    """Samples of the time from the last request (at `reference`) to the next period."""
+def gap_arrivals(
+    periods: Sequence[Period],
+    reference: float,
+    burst_miss: float = 1.0,
+    prewarm_after: float = 0.0,
+) -> list[Arrival]:
+    """Samples of the time from the last request (at `reference`) to the next period. A gap of
+    at least `prewarm_after` (long enough to pre-warm for) that ended in a burst puts only
+    `burst_miss` of its requests at risk: the share of bursts the burst-anchored plan is
+    expected to miss (the rest it pre-warms for). Shorter gaps keep their full weight: only
+    holding the replica can catch them (a pause inside a burst, say)."""
     usable = [p for p in periods if p.gap > 0]
     picked = _similar(usable, [p.start - p.gap for p in usable], reference)
-    return [Arrival(p.gap, weight, p.weight) for p, weight in picked if p.gap > 0 and timeout >= 0]
+    at_risk = _at_risk(periods)
+    return [
+        Arrival(
+            p.gap,
+            weight,
+            at_risk(p) * (burst_miss if p.burst_interval > 0 and p.gap >= prewarm_after else 1),
+        )
+        for p, weight in picked
+    ]
 
 
 def burst_arrivals(periods: Sequence[Period], reference: float, elapsed: float) -> list[Arrival]:
     """Samples of the time from the last burst's start (`reference`) to the next burst, for a
     plan made `elapsed` seconds after it (earlier arrivals are past: not samples)."""
-    usable = [p for p in periods if p.burst_interval > 0]
+    usable = [p for p in periods if p.burst_interval > elapsed]
     picked = _similar(usable, [p.start - p.burst_interval for p in usable], reference)
-    return [Arrival(p.burst_interval, w, p.weight) for p, w in picked if p.burst_interval > elapsed]
+    at_risk = _at_risk(periods)
+    return [Arrival(p.burst_interval, w, at_risk(p)) for p, w in picked]
+
+
+def _at_risk(periods: Sequence[Period]) -> Callable[[Period], float]:
+    """Requests a period put at risk: its held count when it started cold; when it started warm
+    (its weight only a lower bound), at least the median held count of the cold starts of its
+    kind (bursts, or the other periods). Without this a burst that was pre-warmed would look
+    cheap to miss, and the next one would not be pre-warmed."""
+    typical: dict[bool, float] = {}
+    for kind in (True, False):
+        held = sorted(p.weight for p in periods if p.cold and (p.burst_interval > 0) == kind)
+        typical[kind] = held[len(held) // 2] if held else 1.0
+
+    def at_risk(period: Period) -> float:
+        if period.cold:
+            return period.weight
+        return max(period.weight, typical[period.burst_interval > 0])
+
+    return at_risk
 
 
 def _similar(

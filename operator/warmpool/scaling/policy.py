@@ -145,7 +145,7 @@ def decide(
     cold_start = max(observation.cold_start_seconds, 0.0)
     if observation.wake_at is not None:
         # First: the wake is the precise start of the traffic the samples show a bit later.
-        _note_traffic(state, min(observation.wake_at, now_s), interval, cold_start)
+        _note_traffic(state, min(observation.wake_at, now_s), interval, cold_start, wake=True)
     demand, unknown_reason = _current_demand(
         observation, now_s, interval, state, previous_eval, cold_start
     )
@@ -172,6 +172,13 @@ def decide(
     else:
         stabilized = state.add_recommendation(now_s, now_recommendation, delay)
     active = demand > _EPSILON
+    if state.busy_start is not None and state.busy_cold is None:
+        state.busy_cold = observation.ready_replicas == 0
+    cold_now = state.last_cold_at is not None and 0 <= now_s - state.last_cold_at <= 2 * interval
+    if active and state.busy_start is not None and not cold_now and previous_eval is not None:
+        # The traffic a busy period carries, counted while warm (held requests are not
+        # traffic served; they already count in its weight).
+        state.busy_mass += demand * min(max(now_s - previous_eval, 0.0), interval)
 
     idle_from = max(
         t
@@ -224,7 +231,7 @@ def decide(
         lam = cold_start_cost(spec.predictive, cold_start)
         described = "; ".join(f"after last {kind}: {p.describe()}" for kind, _, p in plans)
         parts.append(f"prediction {state_word} at {lam:g} GPU-s per cold request ({described})")
-    elif spec.predictive.enabled and timeout is not None:
+    elif spec.predictive.enabled and timeout is not None and len(state.periods) < MIN_PERIODS:
         parts.append(f"prediction learning ({len(state.periods)} busy periods)")
     if effective_floor == 0 and above_one <= 1:
         parts.append(idle_reason)
@@ -306,9 +313,20 @@ def _note_weight(state: PolicyState, sample: Sample, interval: float, cold_start
         state.busy_weight = max(state.busy_weight, float(math.ceil(sample.value - _EPSILON)))
 
 
-def _note_traffic(state: PolicyState, at: float, interval: float, cold_start: float) -> None:
+def _note_traffic(
+    state: PolicyState, at: float, interval: float, cold_start: float, *, wake: bool = False
+) -> None:
     """Traffic seen at `at`: end the busy period before it when the pause was longer than
-    sampling granularity, start a new one, move the last-request time."""
+    sampling granularity, start a new one, move the last-request time.
+
+    Periods are timed by the samples that show them, a wake's period by its first sample: a
+    wake is exact but only cold starts have one, while a warm pool's traffic shows a few
+    seconds late; timing both the same way keeps burst intervals unbiased."""
+    if not wake and state.busy_from_wake and state.busy_start is not None:
+        if at >= state.busy_start:
+            state.busy_gap += at - state.busy_start if state.busy_gap else 0.0
+            state.busy_start = at
+        state.busy_from_wake = False
     last = state.last_request_at
     if last is not None and at <= last:
         return
@@ -319,7 +337,8 @@ def _note_traffic(state: PolicyState, at: float, interval: float, cold_start: fl
         state.busy_start = at
         # A gap spanning unknown time is not learned (0 = unknown).
         state.busy_gap = at - last if known and last is not None else 0.0
-        state.busy_weight = 1.0
+        state.busy_weight, state.busy_mass, state.busy_cold = 1.0, 0.0, None
+        state.busy_from_wake = wake
     state.last_request_at = at
 
 
@@ -330,7 +349,8 @@ def _finish_period(state: PolicyState, cold_start: float) -> None:
         return
     burst = _is_burst(state, cold_start)
     interval = start - state.last_burst_at if burst and state.last_burst_at is not None else 0.0
-    period = Period(start, state.busy_gap, state.busy_weight, max(0.0, last - start), interval)
+    cold = state.busy_cold is not False
+    period = Period(start, state.busy_gap, state.busy_weight, state.busy_mass, interval, cold)
     state.periods = add_period(state.periods, period)
     if burst:
         state.last_burst_at = start
@@ -341,9 +361,7 @@ def _is_burst(state: PolicyState, cold_start: float) -> bool:
     """Whether the busy period in progress carries enough traffic to anchor a plan."""
     if state.busy_start is None or state.last_request_at is None:
         return False
-    duration = max(0.0, state.last_request_at - state.busy_start)
-    own = size(state.busy_weight, duration, cold_start)
-    return own >= burst_threshold(state.periods, cold_start)
+    return size(state.busy_weight, state.busy_mass) >= burst_threshold(state.periods)
 
 
 def cold_start_cost(predictive: PredictiveSpec, cold_start: float) -> float:
@@ -377,21 +395,41 @@ def _plans(
         # second sample and an evaluation later: keep the window open that long.
         "pad_seconds": 2 * interval + 5.0,
     }
-    if not busy and state.request_plan_at != last:
-        made = plan(gap_arrivals(state.periods, last, timeout), keep_alive=True, **common)
-        state.request_plan_at, state.request_plan = last, _store(made)
+    if busy or state.request_plan_at == last:
+        # Plans are made once per idle period (at its first evaluation) and kept.
+        return _stored_plans(state, last)
+    # The plan anchored on the last burst first: bursts it is likely to catch need no hold.
     anchor = state.busy_start if _is_burst(state, cold_start) else state.last_burst_at
-    if not busy and anchor is not None and state.burst_plan_at != anchor:
+    burst_miss = 1.0
+    state.burst_plan_at, state.burst_plan = None, []
+    if anchor is not None:
         elapsed = last - anchor
-        made = plan(
-            burst_arrivals(state.periods, anchor, elapsed),
-            keep_alive=False,
-            earliest_prewarm=elapsed + cold_start,
-            **common,
-        )
+        samples = burst_arrivals(state.periods, anchor, elapsed)
+        # A window may start now (the replica is still up at the start of an idle period).
+        made = plan(samples, keep_alive=False, earliest_prewarm=elapsed, **common)
         state.burst_plan_at, state.burst_plan = anchor, _store(made)
+        at_risk = sum(a.weight * a.requests for a in samples) / max(
+            sum(a.weight for a in samples), 1e-9
+        )
+        if made is not None and at_risk > 0:
+            burst_miss = min(1.0, made.expected_cold_requests / at_risk)
+    # After a cold start, held until the metrics can confirm idleness: a new replica's first
+    # rate() needs two scrapes of its series, so its traffic shows late (never longer than the
+    # idle timer itself). A replica that was warm shows its traffic at once.
+    was_cold = state.last_cold_at is not None and last - state.last_cold_at <= 3 * interval
+    made = plan(
+        gap_arrivals(state.periods, last, burst_miss, cold_start + 2 * interval),
+        keep_alive=True,
+        min_hold=min(float(timeout), 2 * interval) if was_cold else 0.0,
+        **common,
+    )
+    state.request_plan_at, state.request_plan = last, _store(made)
+    return _stored_plans(state, last)
+
+
+def _stored_plans(state: PolicyState, last: float) -> list[tuple[str, float, Plan]]:
     out: list[tuple[str, float, Plan]] = []
-    if state.request_plan_at == last and state.request_plan_at is not None:
+    if state.request_plan_at == last:
         out.append(("request", last, _load(state.request_plan)))
     if state.burst_plan_at is not None and state.burst_plan:
         out.append(("burst", state.burst_plan_at, _load(state.burst_plan)))

@@ -44,10 +44,16 @@ class PolicyState:
     last_cold_at: float | None = None
     #: Finished busy periods, oldest first (at most MAX_PERIODS; `warmpool.scaling.history`).
     periods: list[Period] = field(default_factory=list)
-    #: The busy period in progress: its start, the idle gap before it, its weight so far.
+    #: The busy period in progress: its start, the idle gap before it, its weight and the
+    #: traffic it carried so far (`warmpool.scaling.history.Period`).
     busy_start: float | None = None
     busy_gap: float = 0.0
     busy_weight: float = 1.0
+    busy_mass: float = 0.0
+    #: Whether it started with no warm replica (None: not evaluated since it started).
+    busy_cold: bool | None = None
+    #: Whether it was started by a wake (its start moves to its first sample).
+    busy_from_wake: bool = False
     #: Start of the latest burst (the anchor of the burst plan).
     last_burst_at: float | None = None
     #: The warm plan after the last request: its reference time and windows [start, end,
@@ -74,6 +80,9 @@ class PolicyState:
             busy_start=self.busy_start,
             busy_gap=self.busy_gap,
             busy_weight=self.busy_weight,
+            busy_mass=self.busy_mass,
+            busy_cold=self.busy_cold,
+            busy_from_wake=self.busy_from_wake,
             last_burst_at=self.last_burst_at,
             request_plan_at=self.request_plan_at,
             request_plan=[list(w) for w in self.request_plan],
@@ -115,6 +124,11 @@ class PolicyState:
         if self.busy_start is not None:
             out["busyGap"] = round(self.busy_gap, 1)
             out["busyWeight"] = round(self.busy_weight, 1)
+            out["busyMass"] = round(self.busy_mass, 3)
+            if self.busy_cold is not None:
+                out["busyCold"] = self.busy_cold
+            if self.busy_from_wake:
+                out["busyFromWake"] = True
         out["periods"] = [p.to_list() for p in self.periods]
         out["requestPlan"] = [[round(v, 1) for v in w] for w in self.request_plan]
         out["burstPlan"] = [[round(v, 1) for v in w] for w in self.burst_plan]
@@ -142,6 +156,9 @@ class PolicyState:
             busy_start=_time(data.get("busyStart")),
             busy_gap=_time(data.get("busyGap")) or 0.0,
             busy_weight=max(_time(data.get("busyWeight")) or 1.0, 1.0),
+            busy_mass=max(_time(data.get("busyMass")) or 0.0, 0.0),
+            busy_cold=data.get("busyCold") if isinstance(data.get("busyCold"), bool) else None,
+            busy_from_wake=data.get("busyFromWake") is True,
             last_burst_at=_time(data.get("lastBurstAt")),
             request_plan_at=_time(data.get("requestPlanAt")),
             request_plan=_windows(data.get("requestPlan")),

@@ -310,7 +310,7 @@ def test_predictive_releases_at_once_and_prewarms_one_cold_start_before_the_next
     # more than the pre-warm), back one cold start (30 s) + the lead (11 s) before 600 s.
     assert [last[o].desired for o in range(10, 560, 10)] == [0] * 55
     assert [last[o].desired for o in range(560, 600, 10)] == [1] * 4
-    assert "pre-warm 589-625s" in last[560].reason
+    assert "after last burst: pre-warm 588-626s" in last[560].reason
     assert last[560].effective_floor == 1
 
 
@@ -337,7 +337,7 @@ def test_zero_cost_never_prewarms_and_a_high_cost_keeps_warm() -> None:
 
     # Spread-out gaps: covering them costs more the more of them it covers.
     assert warm_seconds(0) == 0
-    assert warm_seconds(1e5) > warm_seconds(300) > 0
+    assert warm_seconds(1e5) >= warm_seconds(3000) > warm_seconds(300)
 
 
 def test_a_stray_request_does_not_move_the_burst_anchor() -> None:
@@ -346,14 +346,15 @@ def test_a_stray_request_does_not_move_the_burst_anchor() -> None:
     scaling = spec(scaleToZeroAfterSeconds=30, predictive={"enabled": True})
     driver = Driver(scaling, replicas=0)
     decisions: dict[int, Decision] = {}
-    for k in range(8):
+    for k in range(16):  # the first bursts start cold; strays look alike until learned
         for offset in range(0, 900, int(INTERVAL)):
             demand = 6.0 if offset < 30 else 0.5 if offset == 400 else 0.0
             ready = 0 if driver.replicas == 0 else None
             decisions[offset] = driver.step(k * 900 + offset, demand, ready=ready)
     assert decisions[880].desired == 1, decisions[880].reason
     assert "after last burst: pre-warm" in decisions[880].reason
-    assert decisions[600].desired == 0, decisions[600].reason
+    # Anchored on the last burst (15 x 900 s), not on the stray 400 s after it.
+    assert decisions[880].state.burst_plan_at == at(15 * 900).timestamp()
 
 
 def test_deprecated_coverage_maps_to_a_cold_start_cost() -> None:
@@ -409,7 +410,8 @@ def test_next_change_points_at_the_idle_timeout_and_prewarm() -> None:
     assert decision.next_change_at == at(60).timestamp()
     last = periodic_run(600)
     assert last[40].next_change_at is not None
-    assert last[40].next_change_at - last[0].state.last_request_at == 559  # type: ignore[operator]
+    # The burst plan's window starts at 587.5 s: its replica one cold start (30 s) earlier.
+    assert last[40].next_change_at - last[0].state.last_request_at == 557.5  # type: ignore[operator]
 
 
 def test_large_clock_correction_is_taken_after_one_held_round() -> None:

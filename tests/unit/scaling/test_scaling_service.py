@@ -53,7 +53,7 @@ async def test_external_owner_stands_aside() -> None:
 async def test_state_from_status_is_used_and_returned() -> None:
     manifest = pool().model_dump(by_alias=True, exclude_none=True, mode="json")
     last = NOW.timestamp() - 30
-    period = [last - 700, 600.0, 1.0, 0.0, 0.0]
+    period = [last - 700, 600.0, 1.0, 0.0, 0.0, 1.0]
     manifest["status"] = {"scalerState": {"version": 2, "lastRequestAt": last, "periods": [period]}}
     decision = await evaluate(
         InferencePool.from_manifest(manifest), NOW, None, current_replicas=1, ready_replicas=1
