@@ -558,7 +558,7 @@ class Oracle:
                 need[second] = max(need[second], math.ceil(level / slots))
             level += delta
             need[int(at)] = max(need[int(at)], math.ceil(level / slots))
-        ahead = int(math.ceil(cold_start + 2 * self.interval))
+        ahead = math.ceil(cold_start + 2 * self.interval)
         # want[t] = max(need[t .. t + ahead]): sliding maximum, right to left.
         self.want = array("i", bytes(4 * (horizon + 1)))
         window: list[tuple[int, int]] = []  # (value, index), decreasing values
@@ -723,7 +723,7 @@ def default_scalers(settings: Settings, requests: Sequence[Request]) -> dict[str
 
 def knob_sweeps(settings: Settings) -> dict[str, list[tuple[str, Factory]]]:
     """Each policy's own knob, swept (the Pareto curves)."""
-    c, t, m = settings.cold.total, float(settings.slots), settings.max_replicas
+    t, m = float(settings.slots), settings.max_replicas
     return {
         "warmpool": [(f"λ={lam:g}", _warmpool_factory(settings, lam)) for lam in LAMBDAS],
         "knative": [
@@ -1148,7 +1148,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         print(f"\n{result.name}: {result.defaults[0].requests} requests")
         print(format_table(result.defaults))
-        for policy, curve in result.curves.items():
+        for curve in result.curves.values():
             print(format_table(curve))
         v = verdict(result)
         print(

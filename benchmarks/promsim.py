@@ -168,7 +168,7 @@ class SimulatedPrometheus:
         after the simulator skipped quiet evaluations), in the HTTP API's matrix form."""
         step, lookback = self.config.step, self.config.lookback
         begin = now - lookback if since is None else min(now - lookback, since)
-        count = int(round((now - begin) / step))
+        count = round((now - begin) / step)
         values = [
             [now - (count - k) * step, f"{self.value_at(now - (count - k) * step, now):.6g}"]
             for k in range(count + 1)

@@ -217,7 +217,7 @@ def plan(
         return table
 
     if not keep_alive:
-        cost, gpu, cold_req, windows = released_from(max(earliest_prewarm, cold))[0]
+        _, gpu, cold_req, windows = released_from(max(earliest_prewarm, cold))[0]
         return Plan(windows, gpu / total, cold_req / total, len(usable))
     # Hold `min_hold`, then release, or hold until after groups 0..j; then (released) pre-warm
     # later ones.
@@ -242,5 +242,5 @@ def plan(
             tail = released_from(max(earliest_prewarm, end + cold))[j + 1]
         if gpu + tail[0] < best[0]:
             best = (gpu + tail[0], gpu + tail[1], tail[2], (Window(0.0, end, False), *tail[3]))
-    cost, gpu, cold_req, windows = best
+    _, gpu, cold_req, windows = best
     return Plan(windows, gpu / total, cold_req / total, len(usable))

@@ -3,8 +3,8 @@
 A *busy period* is traffic with no pause longer than 1.5 evaluation intervals. Each finished
 one is kept as a `Period`: its start, the idle gap before it (from the previous period's last
 request), the requests it put at risk (its *weight*: the highest demand in its first cold
-start, which for a pool at zero is the activator's held count), the traffic it carried, and, when it was a
-*burst* (an anchor), the time since the previous burst's start.
+start, which for a pool at zero is the activator's held count), the traffic it carried, and,
+when it was a *burst* (an anchor), the time since the previous burst's start.
 
 Two kinds of samples come out of it (`warmpool.scaling.cost` plans on each):
 

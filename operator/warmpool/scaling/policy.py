@@ -330,7 +330,17 @@ def _note_traffic(
     last = state.last_request_at
     if last is not None and at <= last:
         return
-    if last is None or at - last > GAP_THRESHOLD_INTERVALS * interval:
+    # Just after a cold start the held requests have gone to the new replica, whose rate()
+    # needs two scrapes of its series to show them: a pause then is the metrics', not the
+    # traffic's, and must not split the period (its weight is in the first part, its traffic
+    # in the second).
+    after_cold = (
+        last is not None
+        and state.last_cold_at is not None
+        and state.last_cold_at >= last
+        and at - last <= (GAP_THRESHOLD_INTERVALS + 3) * interval
+    )
+    if last is None or (at - last > GAP_THRESHOLD_INTERVALS * interval and not after_cold):
         # A pause of about one sample interval is continuous traffic, not idleness.
         _finish_period(state, cold_start)
         known = last is not None and (state.last_unknown_at is None or state.last_unknown_at < last)
@@ -378,8 +388,8 @@ def cold_start_cost(predictive: PredictiveSpec, cold_start: float) -> float:
 def _plans(
     spec: ScalingSpec, state: PolicyState, cold_start: float, interval: float, busy: bool
 ) -> list[tuple[str, float, Plan]]:
-    """The warm plans in force ("request", "burst"), each with its reference time (computed once per idle period,
-    kept in the state; none while learning or with prediction off)."""
+    """The warm plans in force ("request", "burst"), each with its reference time (computed
+    once per idle period, kept in the state; none while learning or with prediction off)."""
     timeout = spec.scale_to_zero_after_seconds
     last = state.last_request_at
     if not spec.predictive.enabled or timeout is None or last is None:

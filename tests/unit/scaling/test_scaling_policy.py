@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from warmpool.api.spec import ScalingSpec
-from warmpool.api.spec import PredictiveSpec
+from warmpool.api.spec import PredictiveSpec, ScalingSpec
 from warmpool.scaling.history import MAX_PERIODS, Period
 from warmpool.scaling.policy import Decision, Observation, Sample, cold_start_cost, decide
 from warmpool.scaling.state import MAX_RECOMMENDATIONS, PolicyState
