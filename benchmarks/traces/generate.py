@@ -1,4 +1,9 @@
-"""Generate request traces: diurnal, bursty, sparse-periodic, daily-schedule, flash-crowd.
+"""Generate request traces: the published five and five that look more like production.
+
+Published (easy: tiny jitter, no background): sparse-periodic, daily-schedule, diurnal, bursty,
+flash-crowd. Production-like (jitter at least the 30 s cold start, stray single requests
+between bursts, Poisson night and weekend traffic): periodic-strays, daily-strays,
+office-hours, burst-onsets, drifting-period.
 
 A trace is a CSV with a header and one row per request: `timestamp_s` (seconds from the
 trace's start, non-decreasing) and `duration_ms` (service time on a warm replica). Every
@@ -91,12 +96,99 @@ def flash_crowd(seed: int = 5, days: int = 1) -> list[Request]:
     return out
 
 
+def _strays(rng: random.Random, end: float, mean_gap: float) -> list[Request]:
+    """Single requests at random (Poisson, one per `mean_gap` seconds on average)."""
+    return [(t, rng.uniform(200, 800)) for t in _poisson(rng, 0.0, end, 1 / mean_gap)]
+
+
+def _burst(rng: random.Random, start: float, length: float, rate: float) -> list[Request]:
+    """A burst: the first request at `start`, then Poisson arrivals for `length` seconds."""
+    first = [(start, rng.uniform(300, 700))]
+    return first + [(a, rng.uniform(300, 700)) for a in _poisson(rng, start, start + length, rate)]
+
+
+def periodic_strays(seed: int = 6, days: int = 3, period: float = 900.0) -> list[Request]:
+    """A job every 15 min (+-60 s jitter): 20-60 s bursts at 0.3 req/s; a stray single request
+    every ~20 min in between."""
+    rng = random.Random(seed)
+    end = days * DAY
+    out = _strays(rng, end, 1200.0)
+    for i in range(int(end / period)):
+        out.extend(_burst(rng, i * period + 120 + rng.uniform(-60, 60), rng.uniform(20, 60), 0.3))
+    return [r for r in out if r[0] < end]
+
+
+def daily_strays(seed: int = 7, days: int = 28) -> list[Request]:
+    """A daily batch at 09:00 UTC (+-15 min): 10 minutes at 0.5 req/s; a stray single request
+    every ~3 h around the clock."""
+    rng = random.Random(seed)
+    end = days * DAY
+    out = _strays(rng, end, 3 * 3600.0)
+    for day in range(days):
+        out.extend(_burst(rng, day * DAY + 9 * 3600 + rng.uniform(-900, 900), 600, 0.5))
+    return out
+
+
+def office_hours(seed: int = 8, days: int = 21) -> list[Request]:
+    """Weekdays from 09:00 (+-20 min) to 17:30 (+-20 min) UTC at 0.08 req/s with a lunch dip;
+    nights one request per ~45 min, weekends one per ~90 min (Poisson). Day 0 is a Monday."""
+    rng = random.Random(seed)
+    out: list[Request] = []
+    for day in range(days):
+        base = day * DAY
+        if day % 7 >= 5:
+            out.extend((t + base, rng.uniform(200, 800)) for t in _poisson(rng, 0, DAY, 1 / 5400))
+            continue
+        begin = 9 * 3600 + rng.uniform(-1200, 1200)
+        finish = 17.5 * 3600 + rng.uniform(-1200, 1200)
+        out.extend((t + base, rng.uniform(200, 800)) for t in _poisson(rng, 0, begin, 1 / 2700))
+        for t in _poisson(rng, begin, finish, 0.08):
+            lunch = 12 * 3600 <= t < 13 * 3600
+            if not lunch or rng.random() < 0.3:
+                out.append((t + base, rng.uniform(300, 900)))
+        out.extend((t + base, rng.uniform(200, 800)) for t in _poisson(rng, finish, DAY, 1 / 2700))
+    return out
+
+
+def burst_onsets(seed: int = 9, days: int = 2) -> list[Request]:
+    """Sudden 3-minute bursts at 3 req/s from silence (quiet periods exponential, mean 40 min),
+    a stray single request every ~30 min."""
+    rng = random.Random(seed)
+    end = days * DAY
+    out = _strays(rng, end, 1800.0)
+    t = 0.0
+    while t < end:
+        t += rng.expovariate(1 / 2400)
+        out.extend(_burst(rng, t, 180, 3.0))
+        t += 180
+    return [r for r in out if r[0] < end]
+
+
+def drifting_period(seed: int = 10, days: int = 3) -> list[Request]:
+    """A job whose period drifts from 10 to 20 minutes over the trace (+-45 s jitter), 3-8
+    requests each; a stray single request every ~30 min."""
+    rng = random.Random(seed)
+    end = days * DAY
+    out = _strays(rng, end, 1800.0)
+    t = 60.0
+    while t < end:
+        count = rng.randint(3, 8)
+        out.extend((t + rng.uniform(0, 20), rng.uniform(300, 700)) for _ in range(count))
+        t += 600 + 600 * t / end + rng.uniform(-45, 45)
+    return [r for r in out if r[0] < end]
+
+
 GENERATORS: dict[str, Callable[..., list[Request]]] = {
     "sparse-periodic": sparse_periodic,
     "daily-schedule": daily_schedule,
     "diurnal": diurnal,
     "bursty": bursty,
     "flash-crowd": flash_crowd,
+    "periodic-strays": periodic_strays,
+    "daily-strays": daily_strays,
+    "office-hours": office_hours,
+    "burst-onsets": burst_onsets,
+    "drifting-period": drifting_period,
 }
 
 

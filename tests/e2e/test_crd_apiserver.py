@@ -196,9 +196,11 @@ def test_unknown_field_is_refused_by_strict_validation(
 
 
 def test_kubectl_explain_reads_the_models_docstrings(crd: None, cluster: LocalCluster) -> None:
-    result = kubectl(cluster, "explain", "inferencepools.spec.scaling.predictive.coverage")
+    result = kubectl(
+        cluster, "explain", "inferencepools.spec.scaling.predictive.coldStartCostSeconds"
+    )
     assert result.returncode == 0, result.stderr
-    assert "trades GPU time for cold starts" in result.stdout
+    assert "GPU-seconds one request that waits on a cold" in result.stdout
 
 
 def test_scale_subresource_sets_spec_replicas(

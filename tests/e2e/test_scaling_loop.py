@@ -4,7 +4,9 @@ pool's replicas on the real control plane.
 - traffic up -> replicas up (to maxReplicas);
 - idle -> down to the floor (0), then to zero;
 - Prometheus stopped -> MetricsAvailable=False and replicas held, never scaled to zero;
-- a cron schedule raises the floor when its window opens.
+- a cron schedule raises the floor when its window opens;
+- periodic bursts: the cost-aware policy releases the pool between them and pre-warms a
+  replica before the next one.
 
 Real: kube-apiserver, controller-manager, scheduler, `warmpool operator` (its Prometheus reader
 and the pure policy), Prometheus (Debian package), Triton (CPU) serving `affine`. Stand-ins:
@@ -274,3 +276,79 @@ def test_schedule_raises_the_floor_when_its_window_opens(
         )
     finally:
         operator.stop()
+
+
+PERIOD = 100.0  # seconds between bursts: idle long enough to release and pre-warm in between
+BURST = 4.0  # seconds of traffic per burst
+
+
+def test_cost_aware_policy_learns_bursts_and_prewarms_before_the_next(
+    cluster: LocalCluster,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator_kubeconfig: Path,
+    triton: TritonServer,
+    tmp_path: Path,
+) -> None:
+    """Bursts every PERIOD seconds: after a few, the operator releases the pool between bursts
+    and brings a replica back before the next one, with no traffic in flight, from the plan
+    the cost-aware policy made on what it read from the real Prometheus."""
+    require_prometheus()
+    metrics_target = triton.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    job = static_job("triton", [metrics_target], {"namespace": namespace, "pool": POOL})
+    prometheus = PrometheusServer([job], tmp_path / "prometheus").start()
+    operator = OperatorProcess(
+        cluster,
+        operator_kubeconfig,
+        cluster.logs_dir,
+        extra=["--namespace", namespace, "--prometheus-url", prometheus.url],
+    )
+    try:
+        prometheus.wait_scraped()
+        create_pool(
+            k8s,
+            namespace,
+            {
+                "warmFloor": 0,
+                "maxReplicas": 1,
+                "scaleToZeroAfterSeconds": 5,
+                "target": {"type": "RequestsPerSecond", "value": 50},
+                # A cold start is worth a lot: every predictable burst is pre-warmed.
+                "predictive": {"enabled": True, "coldStartCostSeconds": 10000},
+            },
+        )
+        start = time.monotonic()
+        prewarm: dict[str, Any] | None = None
+        released = False
+        for burst in range(6):
+            with Traffic(triton.http_url):
+                time.sleep(BURST)  # shapes the traffic; nothing is asserted on time
+            # Between bursts: watch for the pool released (0) and then a replica back (1)
+            # while no request is sent: a pre-warm.
+            while time.monotonic() < start + (burst + 1) * PERIOD:
+                n = replicas(k8s, namespace)
+                released = released or n == 0
+                if burst >= 2 and released and n >= 1:
+                    prewarm = get_pool(k8s, namespace, POOL)
+                    break
+                if n >= 1:
+                    released = False
+                time.sleep(0.5)
+            if prewarm is not None:
+                break
+            released = False
+        assert prewarm is not None, (
+            f"no pre-warm between bursts; reason: "
+            f"{get_pool(k8s, namespace, POOL)['status']['scaling']['reason']}\n"
+            f"{operator.log_tail(20)}"
+        )
+        status = prewarm["status"]
+        assert "after last burst: pre-warm" in status["scaling"]["reason"], status["scaling"]
+        assert status["scaling"]["effectiveWarmFloor"] == 1
+        state = status["scalerState"]
+        assert state["version"] == 2 and len(state["periods"]) >= 2, state
+        assert state["burstPlan"], state
+        assert condition(prewarm, "MetricsAvailable")["status"] == "True"  # type: ignore[index]
+    finally:
+        operator.stop()
+        prometheus.stop()

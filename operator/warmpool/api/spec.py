@@ -432,14 +432,20 @@ class TrafficTarget(APIModel):
 
 
 class PredictiveSpec(APIModel):
-    """Pre-warming from the pool's own idle-time history (hybrid histogram keep-alive)."""
+    """Cost-aware keep-alive and pre-warm from the pool's own traffic history."""
 
     enabled: bool = True
-    """Learn the pool's idle-gap distribution and keep or bring back a warm replica when the
-    next request is likely."""
-    coverage: float = Field(default=0.95, ge=0.5, le=1)
-    """The knob that trades GPU time for cold starts: the fraction of idle gaps the keep-alive
-    and pre-warm windows cover. Higher: fewer cold starts, more GPU-seconds."""
+    """Learn when the pool's requests come (idle gaps, bursts, time of day and week) and keep
+    or bring back one warm replica when that is cheaper than the cold starts it avoids."""
+    cold_start_cost_seconds: float | None = Field(default=None, ge=0, le=1000000)
+    """The knob: how many GPU-seconds one request that waits on a cold start is worth. The
+    policy keeps, releases and pre-warms to minimise GPU-seconds + this x requests that wait.
+    Higher: fewer cold starts, more GPU-seconds; 0: never spend GPU time to avoid one. Unset:
+    derived from the deprecated `coverage` when that is set, else 300."""
+    coverage: float | None = Field(default=None, ge=0.5, le=1)
+    """Deprecated (the quantile knob of the percentile windows, replaced by
+    coldStartCostSeconds): when set and coldStartCostSeconds is not, it maps to a cold-start
+    cost of coldStart x coverage / (1 - coverage) GPU-seconds (coverage 1: 100 cold starts)."""
 
 
 class MetricsSource(APIModel):

@@ -115,7 +115,7 @@ class InferencePoolStatus(APIModel):
     scaler_state: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
-    """Opaque state of the scaling policy (idle-gap histogram) so it survives restarts."""
+    """Opaque state of the scaling policy (busy-period history, warm plans): survives restarts."""
     kopf: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )

@@ -18,8 +18,11 @@ Rules, in order of precedence (docs/scaling.md has the full story):
    above one.
 5. The last replica (when the effective floor is 0) goes only after `scaleToZeroAfterSeconds`
    of idle time (idle >= the timeout: exactly equal releases); unset never goes to zero.
-6. The predictive floor keeps or brings back one replica inside the learned warm window
-   (`warmpool.scaling.histogram`).
+6. The predictive floor keeps or brings back one replica inside a warm window of the cheapest
+   plan for the pool's history (`warmpool.scaling.cost`, samples from
+   `warmpool.scaling.history`): one plan after the last request, one anchored on the last
+   burst's start, each computed once per idle period under the cold-start cost
+   `predictive.coldStartCostSeconds`.
 7. A wake request (the activator's annotation) counts as a request at its time, and a pool at
    zero woken since the previous evaluation, or within the wake hold (scaleToZeroAfterSeconds,
    else `DEFAULT_WAKE_HOLD_SECONDS`), gets one replica at once: the hold covers an evaluation
@@ -34,8 +37,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from warmpool.api.spec import ScalingSpec
-from warmpool.scaling.histogram import WarmWindow, warm_window
+from warmpool.api.spec import PredictiveSpec, ScalingSpec
+from warmpool.scaling.cost import Plan, Window, plan
+from warmpool.scaling.history import (
+    Period,
+    add_period,
+    burst_arrivals,
+    burst_threshold,
+    gap_arrivals,
+    size,
+)
 from warmpool.scaling.schedule import active_floor, next_boundary
 from warmpool.scaling.state import PolicyState
 
@@ -52,6 +63,13 @@ CLOCK_RESET_SECONDS = 600.0
 DEFAULT_WAKE_HOLD_SECONDS = 300
 #: Demand below this is no traffic (floating-point noise of rate() over idle counters).
 _EPSILON = 1e-9
+#: GPU-seconds one request waiting on a cold start is worth when nothing else is set.
+DEFAULT_COLD_START_COST_SECONDS = 300.0
+#: Busy periods needed before planning: two agreeing ones are the smallest evidence of a
+#: pattern, and a wrong plan costs at most one extra warm window.
+MIN_PERIODS = 2
+#: Cap of the cost the deprecated `coverage` maps to (coverage 1), in cold starts.
+_COVERAGE_ONE_COLD_STARTS = 100.0
 
 
 @dataclass(frozen=True)
@@ -132,10 +150,13 @@ def decide(
     if schedule_reason:
         reasons.append(schedule_reason)
 
+    cold_start = max(observation.cold_start_seconds, 0.0)
     if observation.wake_at is not None:
         # First: the wake is the precise start of the traffic the samples show a bit later.
-        _note_traffic(state, min(observation.wake_at, now_s), interval)
-    demand, unknown_reason = _current_demand(observation, now_s, interval, state, previous_eval)
+        _note_traffic(state, min(observation.wake_at, now_s), interval, cold_start, wake=True)
+    demand, unknown_reason = _current_demand(
+        observation, now_s, interval, state, previous_eval, cold_start
+    )
 
     if demand is None:
         # Missing data: hold. The idle timer restarts after the outage (unknown is not idle).
@@ -159,6 +180,13 @@ def decide(
     else:
         stabilized = state.add_recommendation(now_s, now_recommendation, delay)
     active = demand > _EPSILON
+    if state.busy_start is not None and state.busy_cold is None:
+        state.busy_cold = observation.ready_replicas == 0
+    cold_now = state.last_cold_at is not None and 0 <= now_s - state.last_cold_at <= 2 * interval
+    if active and state.busy_start is not None and not cold_now and previous_eval is not None:
+        # The traffic a busy period carries, counted while warm (held requests are not
+        # traffic served; they already count in its weight).
+        state.busy_mass += demand * min(max(now_s - previous_eval, 0.0), interval)
 
     idle_from = max(
         t
@@ -168,14 +196,10 @@ def decide(
     idle = max(0.0, now_s - idle_from)
     timeout = spec.scale_to_zero_after_seconds
 
-    window = _prediction(spec, state, observation, interval)
-    since_request = (
-        round(max(0.0, now_s - state.last_request_at), 3)
-        if state.last_request_at is not None
-        else None
-    )
+    plans = _plans(spec, state, cold_start, interval, active or woken)
+    hold = next((p.hold_seconds() for kind, _, p in plans if kind == "request"), None)
     predictive_floor = 0
-    if window is not None and since_request is not None and window.wants_replica(since_request):
+    if any(p.wants_replica(round(now_s - at, 3), cold_start) for _, at, p in plans):
         predictive_floor = 1
     effective_floor = max(base_floor, predictive_floor)
 
@@ -189,6 +213,11 @@ def decide(
         # The idle timer keeps the last replica; it never brings one back (unknown time
         # restarts the timer, and that must not wake a pool at zero).
         keep_one, idle_reason = False, "at zero and idle"
+    elif hold is not None:
+        # A learned plan decides how long the last replica stays (it may release before the
+        # idle timer when the next request is far, or hold longer when it is near).
+        keep_one = idle < hold
+        idle_reason = f"idle {idle:.0f}s {'<' if keep_one else '>='} planned hold {hold:.0f}s"
     elif idle < timeout:
         keep_one, idle_reason = True, f"idle {idle:.0f}s < scaleToZeroAfterSeconds {timeout}s"
     else:
@@ -205,16 +234,18 @@ def decide(
         parts.append(f"held at {stabilized} by the {delay}s stabilization window")
     if base_floor:
         parts.append(f"warm floor {base_floor}")
-    if window is not None:
+    if plans:
         state_word = "wants a replica" if predictive_floor else "idle"
-        parts.append(f"prediction {state_word} ({window.describe()})")
-    elif spec.predictive.enabled and timeout is not None:
-        parts.append(f"prediction learning ({len(state.gaps)} idle gaps)")
+        lam = cold_start_cost(spec.predictive, cold_start)
+        described = "; ".join(f"after last {kind}: {p.describe()}" for kind, _, p in plans)
+        parts.append(f"prediction {state_word} at {lam:g} GPU-s per cold request ({described})")
+    elif spec.predictive.enabled and timeout is not None and len(state.periods) < MIN_PERIODS:
+        parts.append(f"prediction learning ({len(state.periods)} busy periods)")
     if effective_floor == 0 and above_one <= 1:
         parts.append(idle_reason)
     reason = f"desired {desired}: " + "; ".join(parts + reasons)
 
-    next_change = _next_change(spec, state, window, idle_from, now_s, desired)
+    next_change = _next_change(spec, state, plans, cold_start, idle_from, now_s, desired)
     return Decision(
         desired=desired,
         reason=reason[:1024],
@@ -254,6 +285,7 @@ def _current_demand(
     interval: float,
     state: PolicyState,
     previous_eval: float | None,
+    cold_start: float,
 ) -> tuple[float | None, str]:
     """Demand now, learning idle gaps from the samples; None (with why) when unknown."""
     if observation.samples is None:
@@ -278,44 +310,171 @@ def _current_demand(
         if sample.value is None or not math.isfinite(sample.value):
             state.last_unknown_at = max(state.last_unknown_at or sample.at, sample.at)
         elif sample.value > _EPSILON:
-            _note_traffic(state, sample.at, interval)
+            _note_traffic(state, sample.at, interval, cold_start)
+            _note_weight(state, sample, interval, cold_start)
     return max(0.0, latest.value), ""
 
 
-def _note_traffic(state: PolicyState, at: float, interval: float) -> None:
-    """Traffic seen at `at`: learn the idle gap it ends, move the last-request time."""
+def _note_weight(state: PolicyState, sample: Sample, interval: float, cold_start: float) -> None:
+    """Demand in a busy period's first cold start is the requests it put at risk: for a pool
+    at zero, the activator's held count (the default queries add it to the demand)."""
+    start = state.busy_start
+    if start is None or sample.value is None or not start <= sample.at <= start + cold_start:
+        return
+    # Up to two intervals after the cold start: the samples that show it come that late.
+    if sample.at <= start + cold_start + 2 * interval:
+        state.busy_weight = max(state.busy_weight, float(math.ceil(sample.value - _EPSILON)))
+
+
+def _note_traffic(
+    state: PolicyState, at: float, interval: float, cold_start: float, *, wake: bool = False
+) -> None:
+    """Traffic seen at `at`: end the busy period before it when the pause was longer than
+    sampling granularity, start a new one, move the last-request time.
+
+    Periods are timed by the samples that show them, a wake's period by its first sample: a
+    wake is exact but only cold starts have one, while a warm pool's traffic shows a few
+    seconds late; timing both the same way keeps burst intervals unbiased."""
+    if not wake and state.busy_from_wake and state.busy_start is not None:
+        if at >= state.busy_start:
+            state.busy_gap += at - state.busy_start if state.busy_gap else 0.0
+            state.busy_start = at
+        state.busy_from_wake = False
     last = state.last_request_at
     if last is not None and at <= last:
         return
-    if last is not None and (state.last_unknown_at is None or state.last_unknown_at < last):
-        gap = at - last
-        # A gap of about one sample interval is continuous traffic, not idleness; gaps the idle
-        # timer covers never release the pool, so they say nothing about pre-warming.
-        if gap > GAP_THRESHOLD_INTERVALS * interval:
-            state.add_gap(gap)
+    # Just after a cold start the held requests have gone to the new replica, whose rate()
+    # needs two scrapes of its series to show them: a pause then is the metrics', not the
+    # traffic's, and must not split the period (its weight is in the first part, its traffic
+    # in the second).
+    after_cold = (
+        last is not None
+        and state.last_cold_at is not None
+        and state.last_cold_at >= last
+        and at - last <= (GAP_THRESHOLD_INTERVALS + 3) * interval
+    )
+    if last is None or (at - last > GAP_THRESHOLD_INTERVALS * interval and not after_cold):
+        # A pause of about one sample interval is continuous traffic, not idleness.
+        _finish_period(state, cold_start)
+        known = last is not None and (state.last_unknown_at is None or state.last_unknown_at < last)
+        state.busy_start = at
+        # A gap spanning unknown time is not learned (0 = unknown).
+        state.busy_gap = at - last if known and last is not None else 0.0
+        state.busy_weight, state.busy_mass, state.busy_cold = 1.0, 0.0, None
+        state.busy_from_wake = wake
     state.last_request_at = at
 
 
-def _prediction(
-    spec: ScalingSpec, state: PolicyState, observation: Observation, interval: float
-) -> WarmWindow | None:
+def _finish_period(state: PolicyState, cold_start: float) -> None:
+    """Move the busy period in progress into the history (a burst also moves the anchor)."""
+    start, last = state.busy_start, state.last_request_at
+    if start is None or last is None:
+        return
+    burst = _is_burst(state, cold_start)
+    interval = start - state.last_burst_at if burst and state.last_burst_at is not None else 0.0
+    cold = state.busy_cold is not False
+    period = Period(start, state.busy_gap, state.busy_weight, state.busy_mass, interval, cold)
+    state.periods = add_period(state.periods, period)
+    if burst:
+        state.last_burst_at = start
+    state.busy_start = None
+
+
+def _is_burst(state: PolicyState, cold_start: float) -> bool:
+    """Whether the busy period in progress carries enough traffic to anchor a plan."""
+    if state.busy_start is None or state.last_request_at is None:
+        return False
+    return size(state.busy_weight, state.busy_mass) >= burst_threshold(state.periods)
+
+
+def cold_start_cost(predictive: PredictiveSpec, cold_start: float) -> float:
+    """λ in GPU-seconds: set, mapped from the deprecated coverage, or the default."""
+    if predictive.cold_start_cost_seconds is not None:
+        return predictive.cold_start_cost_seconds
+    if predictive.coverage is not None:
+        c = predictive.coverage
+        odds = c / (1 - c) if c < 1 else _COVERAGE_ONE_COLD_STARTS
+        return max(cold_start, 1.0) * min(odds, _COVERAGE_ONE_COLD_STARTS)
+    return DEFAULT_COLD_START_COST_SECONDS
+
+
+def _plans(
+    spec: ScalingSpec, state: PolicyState, cold_start: float, interval: float, busy: bool
+) -> list[tuple[str, float, Plan]]:
+    """The warm plans in force ("request", "burst"), each with its reference time (computed
+    once per idle period, kept in the state; none while learning or with prediction off)."""
     timeout = spec.scale_to_zero_after_seconds
-    if not spec.predictive.enabled or timeout is None:
-        return None
-    learned = [gap for gap in state.gaps if gap > timeout]
-    return warm_window(
-        learned,
-        spec.predictive.coverage,
-        max(observation.cold_start_seconds, 0.0),
-        interval,
-        float(timeout),
+    last = state.last_request_at
+    if not spec.predictive.enabled or timeout is None or last is None:
+        return []
+    if len(state.periods) < MIN_PERIODS:
+        return []
+    lam = cold_start_cost(spec.predictive, cold_start)
+    common = {
+        "cold_start_cost": lam,
+        "cold_start_seconds": cold_start,
+        "lead_seconds": interval + 1.0,
+        # The metrics show an arrival at a warm replica up to a scrape, a rate window's
+        # second sample and an evaluation later: keep the window open that long.
+        "pad_seconds": 2 * interval + 5.0,
+    }
+    if busy or state.request_plan_at == last:
+        # Plans are made once per idle period (at its first evaluation) and kept.
+        return _stored_plans(state, last)
+    # The plan anchored on the last burst first: bursts it is likely to catch need no hold.
+    anchor = state.busy_start if _is_burst(state, cold_start) else state.last_burst_at
+    burst_miss = 1.0
+    state.burst_plan_at, state.burst_plan = None, []
+    if anchor is not None:
+        elapsed = last - anchor
+        samples = burst_arrivals(state.periods, anchor, elapsed)
+        # A window may start now (the replica is still up at the start of an idle period).
+        made = plan(samples, keep_alive=False, earliest_prewarm=elapsed, **common)
+        state.burst_plan_at, state.burst_plan = anchor, _store(made)
+        at_risk = sum(a.weight * a.requests for a in samples) / max(
+            sum(a.weight for a in samples), 1e-9
+        )
+        if made is not None and at_risk > 0:
+            burst_miss = min(1.0, made.expected_cold_requests / at_risk)
+    # After a cold start, held until the metrics can confirm idleness: a new replica's first
+    # rate() needs two scrapes of its series, so its traffic shows late (never longer than the
+    # idle timer itself). A replica that was warm shows its traffic at once.
+    was_cold = state.last_cold_at is not None and last - state.last_cold_at <= 3 * interval
+    made = plan(
+        gap_arrivals(state.periods, last, burst_miss, cold_start + 2 * interval),
+        keep_alive=True,
+        min_hold=min(float(timeout), 2 * interval) if was_cold else 0.0,
+        **common,
     )
+    state.request_plan_at, state.request_plan = last, _store(made)
+    return _stored_plans(state, last)
+
+
+def _stored_plans(state: PolicyState, last: float) -> list[tuple[str, float, Plan]]:
+    out: list[tuple[str, float, Plan]] = []
+    if state.request_plan_at == last:
+        out.append(("request", last, _load(state.request_plan)))
+    if state.burst_plan_at is not None and state.burst_plan:
+        out.append(("burst", state.burst_plan_at, _load(state.burst_plan)))
+    return out
+
+
+def _store(made: Plan | None) -> list[list[float]]:
+    if made is None:
+        return []
+    return [[w.start, w.end, 1.0 if w.prewarm else 0.0] for w in made.windows]
+
+
+def _load(stored: list[list[float]]) -> Plan:
+    windows = tuple(Window(s, e, bool(p)) for s, e, p in stored)
+    return Plan(windows, 0.0, 0.0, 0)
 
 
 def _next_change(
     spec: ScalingSpec,
     state: PolicyState,
-    window: WarmWindow | None,
+    plans: Sequence[tuple[str, float, Plan]],
+    cold_start: float,
     idle_from: float,
     now_s: float,
     desired: int,
@@ -328,9 +487,8 @@ def _next_change(
             candidates.append(boundary.timestamp())
     if spec.scale_to_zero_after_seconds is not None:
         candidates.append(idle_from + spec.scale_to_zero_after_seconds)
-    if window is not None and state.last_request_at is not None:
-        candidates.append(state.last_request_at + window.start_seconds)
-        candidates.append(state.last_request_at + window.end_seconds)
+    for _, at, made in plans:
+        candidates.extend(at + offset for offset in made.boundaries(cold_start))
     if desired >= 2 and state.recommendations:
         candidates.append(state.recommendations[0][0] + spec.scale_down_delay_seconds)
     # A boundary within a millisecond of now was decided now (float noise of epoch seconds).

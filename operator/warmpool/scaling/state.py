@@ -2,7 +2,8 @@
 
 The operator may restart at any time; everything the policy needs to resume (when traffic was
 last seen, the pool's idle-gap history, the recommendations inside the scale-down stabilization
-window) lives here, as a small JSON dict. Its size is bounded: at most `MAX_GAPS` idle gaps and
+window, the busy-period history and the current warm plans) lives here, as a small JSON dict.
+Its size is bounded: at most `MAX_PERIODS` busy periods (about 9 KiB of JSON) and
 `MAX_RECOMMENDATIONS` recommendations, so the status object never grows with the pool's age.
 
 Times are Unix epoch seconds (floats): JSON-friendly and free of time-zone ambiguity.
@@ -14,13 +15,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from warmpool.scaling.history import MAX_PERIODS, Period
+
 #: Version of the stored layout; an unknown version is discarded (the policy starts afresh,
 #: which is safe: a fresh state never scales to zero before a full idle timeout).
-STATE_VERSION = 1
-#: Most recent idle gaps kept: enough for stable tail percentiles across a day/night cycle
-#: (64 followed the last regime too closely on the diurnal benchmark trace and cost cold starts
-#: at dusk and dawn), recent enough to follow a pool whose pattern changes; about 2 KiB of JSON.
-MAX_GAPS = 256
+#: Version 2 (busy periods and cost plans) replaced version 1's bare idle gaps: a version-1
+#: state starts afresh, and the pool relearns its pattern.
+STATE_VERSION = 2
 #: Recommendations kept for the stabilization window (a monotone max-queue, usually a handful).
 MAX_RECOMMENDATIONS = 64
 #: Keys of the stored state that change on every evaluation (the time of the evaluation, of the
@@ -53,8 +54,28 @@ class PolicyState:
     #: Latest evaluation that found no ready replica: demand then is mostly requests held for
     #: the cold start, a backlog that drains once replicas are warm.
     last_cold_at: float | None = None
-    #: Recent idle gaps in seconds, oldest first (at most MAX_GAPS).
-    gaps: list[float] = field(default_factory=list)
+    #: Finished busy periods, oldest first (at most MAX_PERIODS; `warmpool.scaling.history`).
+    periods: list[Period] = field(default_factory=list)
+    #: The busy period in progress: its start, the idle gap before it, its weight and the
+    #: traffic it carried so far (`warmpool.scaling.history.Period`).
+    busy_start: float | None = None
+    busy_gap: float = 0.0
+    busy_weight: float = 1.0
+    busy_mass: float = 0.0
+    #: Whether it started with no warm replica (None: not evaluated since it started).
+    busy_cold: bool | None = None
+    #: Whether it was started by a wake (its start moves to its first sample).
+    busy_from_wake: bool = False
+    #: Start of the latest burst (the anchor of the burst plan).
+    last_burst_at: float | None = None
+    #: The warm plan after the last request: its reference time and windows [start, end,
+    #: prewarm 0/1] in seconds after it (`warmpool.scaling.cost`); recomputed once per idle
+    #: period, not per evaluation.
+    request_plan_at: float | None = None
+    request_plan: list[list[float]] = field(default_factory=list)
+    #: The warm plan anchored on the last burst's start, same form.
+    burst_plan_at: float | None = None
+    burst_plan: list[list[float]] = field(default_factory=list)
     #: (time, replicas) traffic recommendations in the stabilization window, as a max-queue:
     #: times increasing, replicas strictly decreasing (an older, smaller one can never win).
     recommendations: list[tuple[float, int]] = field(default_factory=list)
@@ -67,14 +88,20 @@ class PolicyState:
             observed_since=self.observed_since,
             last_unknown_at=self.last_unknown_at,
             last_cold_at=self.last_cold_at,
-            gaps=list(self.gaps),
+            periods=list(self.periods),
+            busy_start=self.busy_start,
+            busy_gap=self.busy_gap,
+            busy_weight=self.busy_weight,
+            busy_mass=self.busy_mass,
+            busy_cold=self.busy_cold,
+            busy_from_wake=self.busy_from_wake,
+            last_burst_at=self.last_burst_at,
+            request_plan_at=self.request_plan_at,
+            request_plan=[list(w) for w in self.request_plan],
+            burst_plan_at=self.burst_plan_at,
+            burst_plan=[list(w) for w in self.burst_plan],
             recommendations=list(self.recommendations),
         )
-
-    def add_gap(self, seconds: float) -> None:
-        """Remember an idle gap, dropping the oldest beyond MAX_GAPS."""
-        self.gaps.append(round(seconds, 1))
-        del self.gaps[:-MAX_GAPS]
 
     def add_recommendation(self, at: float, replicas: int, window_seconds: float) -> int:
         """Record a recommendation and return the highest one within the window ending `at`."""
@@ -99,10 +126,24 @@ class PolicyState:
             ("observedSince", self.observed_since),
             ("lastUnknownAt", self.last_unknown_at),
             ("lastColdAt", self.last_cold_at),
+            ("busyStart", self.busy_start),
+            ("lastBurstAt", self.last_burst_at),
+            ("requestPlanAt", self.request_plan_at),
+            ("burstPlanAt", self.burst_plan_at),
         ):
             if value is not None:
                 out[key] = round(value, 3)
-        out["gaps"] = list(self.gaps)
+        if self.busy_start is not None:
+            out["busyGap"] = round(self.busy_gap, 1)
+            out["busyWeight"] = round(self.busy_weight, 1)
+            out["busyMass"] = round(self.busy_mass, 3)
+            if self.busy_cold is not None:
+                out["busyCold"] = self.busy_cold
+            if self.busy_from_wake:
+                out["busyFromWake"] = True
+        out["periods"] = [p.to_list() for p in self.periods]
+        out["requestPlan"] = [[round(v, 1) for v in w] for w in self.request_plan]
+        out["burstPlan"] = [[round(v, 1) for v in w] for w in self.burst_plan]
         out["recommendations"] = [[round(t, 3), r] for t, r in self.recommendations]
         return out
 
@@ -121,7 +162,20 @@ class PolicyState:
             observed_since=_time(data.get("observedSince")),
             last_unknown_at=_time(data.get("lastUnknownAt")),
             last_cold_at=_time(data.get("lastColdAt")),
-            gaps=[float(g) for g in _list(data.get("gaps")) if _finite_positive(g)][-MAX_GAPS:],
+            periods=[p for p in (Period.from_list(i) for i in _list(data.get("periods"))) if p][
+                -MAX_PERIODS:
+            ],
+            busy_start=_time(data.get("busyStart")),
+            busy_gap=_time(data.get("busyGap")) or 0.0,
+            busy_weight=max(_time(data.get("busyWeight")) or 1.0, 1.0),
+            busy_mass=max(_time(data.get("busyMass")) or 0.0, 0.0),
+            busy_cold=data.get("busyCold") if isinstance(data.get("busyCold"), bool) else None,
+            busy_from_wake=data.get("busyFromWake") is True,
+            last_burst_at=_time(data.get("lastBurstAt")),
+            request_plan_at=_time(data.get("requestPlanAt")),
+            request_plan=_windows(data.get("requestPlan")),
+            burst_plan_at=_time(data.get("burstPlanAt")),
+            burst_plan=_windows(data.get("burstPlan")),
             recommendations=[
                 (float(item[0]), int(item[1]))
                 for item in _list(data.get("recommendations"))
@@ -138,8 +192,13 @@ def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _finite_positive(value: object) -> bool:
-    return _finite(value) and float(value) > 0  # type: ignore[arg-type]
+def _windows(value: object) -> list[list[float]]:
+    """Stored plan windows [start, end, prewarm]; malformed entries are dropped (at most 16)."""
+    return [
+        [float(v) for v in item]
+        for item in _list(value)
+        if isinstance(item, list) and len(item) == 3 and all(_finite(v) for v in item)
+    ][:16]
 
 
 def _time(value: object) -> float | None:

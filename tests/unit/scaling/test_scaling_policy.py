@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from warmpool.api.spec import ScalingSpec
-from warmpool.scaling.policy import Decision, Observation, Sample, decide
-from warmpool.scaling.state import MAX_GAPS, MAX_RECOMMENDATIONS, PolicyState
+from warmpool.api.spec import PredictiveSpec, ScalingSpec
+from warmpool.scaling.history import MAX_PERIODS, Period
+from warmpool.scaling.policy import Decision, Observation, Sample, cold_start_cost, decide
+from warmpool.scaling.state import MAX_RECOMMENDATIONS, PolicyState
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 10.0  # evaluation interval
@@ -255,22 +256,31 @@ def test_state_round_trips_through_json_and_resumes_idle_timer() -> None:
 
 
 def test_state_size_is_bounded() -> None:
-    state = PolicyState()
-    for i in range(10 * MAX_GAPS):
-        state.add_gap(100.0 + i)
+    driver = Driver(spec(predictive={"enabled": True}), replicas=0)
+    for k in range(2 * MAX_PERIODS):
+        driver.step(k * 100, 2.0)
+        driver.step(k * 100 + 50, 0.0)
+    state = driver.state
     for i in range(10 * MAX_RECOMMENDATIONS):
         state.add_recommendation(float(i), 10 * MAX_RECOMMENDATIONS - i, 1e9)
-    assert len(state.gaps) == MAX_GAPS and state.gaps[-1] == 100.0 + 10 * MAX_GAPS - 1
+    assert len(state.periods) == MAX_PERIODS
     assert len(state.recommendations) == MAX_RECOMMENDATIONS
-    assert len(json.dumps(state.to_dict())) < 8192
+    assert len(json.dumps(state.to_dict())) < 16384
 
 
 @pytest.mark.parametrize(
-    "stored", [None, "garbage", {"version": 99}, {"version": 1, "gaps": "x", "lastRequestAt": "y"}]
+    "stored",
+    [
+        None,
+        "garbage",
+        {"version": 99},
+        {"version": 1, "gaps": [600.0], "lastRequestAt": 5.0},  # the old layout: relearn
+        {"version": 2, "periods": "x", "lastRequestAt": "y"},
+    ],
 )
 def test_malformed_state_starts_afresh(stored: object) -> None:
     state = PolicyState.from_dict(stored)
-    assert state.last_request_at is None and state.gaps == []
+    assert state.last_request_at is None and state.periods == []
 
 
 def test_requests_per_second_target() -> None:
@@ -278,9 +288,11 @@ def test_requests_per_second_target() -> None:
     assert driver.step(0, 35.0).desired == 4
 
 
-def periodic_run(period: int, coverage: float, periods: int = 6) -> dict[int, Decision]:
+def periodic_run(period: int, cost: float = 300, periods: int = 6) -> dict[int, Decision]:
     """One-request bursts every `period` s; the decisions of the last period by offset."""
-    scaling = spec(scaleToZeroAfterSeconds=30, predictive={"enabled": True, "coverage": coverage})
+    scaling = spec(
+        scaleToZeroAfterSeconds=30, predictive={"enabled": True, "coldStartCostSeconds": cost}
+    )
     driver = Driver(scaling, replicas=0)
     last: dict[int, Decision] = {}
     for k in range(periods):
@@ -291,38 +303,64 @@ def periodic_run(period: int, coverage: float, periods: int = 6) -> dict[int, De
     return last
 
 
-def test_predictive_prewarms_before_the_next_periodic_request() -> None:
-    last = periodic_run(600, 0.95)
-    # Released after the 30 s idle timeout, back one cold start (30 s) + two intervals before
-    # the next request at 600 s.
-    assert [last[o].desired for o in range(40, 550, 10)] == [0] * 51
-    assert [last[o].desired for o in range(550, 600, 10)] == [1] * 5
-    assert "pre-warm at 550s" in last[560].reason
+def test_predictive_releases_at_once_and_prewarms_one_cold_start_before_the_next_request() -> None:
+    last = periodic_run(600)
+    # Released at the first idle evaluation (the next request is 600 s away: holding costs
+    # more than the pre-warm), back one cold start (30 s) + the lead (11 s) before 600 s.
+    assert [last[o].desired for o in range(10, 560, 10)] == [0] * 55
+    assert [last[o].desired for o in range(560, 600, 10)] == [1] * 4
+    assert "after last burst: pre-warm 588-626s" in last[560].reason
     assert last[560].effective_floor == 1
 
 
 def test_prediction_needs_history() -> None:
-    last = periodic_run(600, 0.95, periods=2)  # one gap learned: not enough
+    last = periodic_run(600, periods=2)  # one finished busy period: not enough
     assert all(last[o].desired == 0 for o in range(40, 600, 10))
-    assert "prediction learning (1 idle gaps)" in last[100].reason
+    assert "prediction learning (1 busy periods)" in last[100].reason
 
 
-def test_coverage_widens_the_warm_window() -> None:
-    narrow, wide = PolicyState(), PolicyState()
-    for gap in (300, 320, 340, 360, 380, 400, 600, 900):
-        narrow.add_gap(gap)
-        wide.add_gap(gap)
-    base = {"scaleToZeroAfterSeconds": 30}
-    low = spec(**base, predictive={"enabled": True, "coverage": 0.5})
-    high = spec(**base, predictive={"enabled": True, "coverage": 1.0})
-
-    def warm_seconds(scaling: ScalingSpec, state: PolicyState) -> int:
+def test_zero_cost_never_prewarms_and_a_high_cost_keeps_warm() -> None:
+    def warm_seconds(cost: float) -> int:
+        scaling = spec(
+            scaleToZeroAfterSeconds=30,
+            predictive={"enabled": True, "coldStartCostSeconds": cost},
+        )
+        state = PolicyState()
+        start = at(0).timestamp() - 20 * 1000
+        for k, gap in enumerate((100, 250, 400, 700, 1100, 1600) * 2):
+            state.periods.append(Period(start + k * 1000, gap, 1, 0))
         state.last_request_at = state.observed_since = at(0).timestamp()
         return sum(
-            decide(scaling, observe(t, 0.0, 1), at(t), state).desired for t in range(40, 2000, 10)
+            decide(scaling, observe(t, 0.0, 1), at(t), state).desired for t in range(10, 2000, 10)
         )
 
-    assert warm_seconds(high, wide) > warm_seconds(low, narrow) > 0
+    # Spread-out gaps: covering them costs more the more of them it covers.
+    assert warm_seconds(0) == 0
+    assert warm_seconds(1e5) >= warm_seconds(3000) > warm_seconds(300)
+
+
+def test_a_stray_request_does_not_move_the_burst_anchor() -> None:
+    """Bursts every 900 s (several requests), a stray single request 400 s after each: the
+    pool is still pre-warmed before the next burst, counted from the burst, not the stray."""
+    scaling = spec(scaleToZeroAfterSeconds=30, predictive={"enabled": True})
+    driver = Driver(scaling, replicas=0)
+    decisions: dict[int, Decision] = {}
+    for k in range(16):  # the first bursts start cold; strays look alike until learned
+        for offset in range(0, 900, int(INTERVAL)):
+            demand = 6.0 if offset < 30 else 0.5 if offset == 400 else 0.0
+            ready = 0 if driver.replicas == 0 else None
+            decisions[offset] = driver.step(k * 900 + offset, demand, ready=ready)
+    assert decisions[880].desired == 1, decisions[880].reason
+    assert "after last burst: pre-warm" in decisions[880].reason
+    # Anchored on the last burst (15 x 900 s), not on the stray 400 s after it.
+    assert decisions[880].state.burst_plan_at == at(15 * 900).timestamp()
+
+
+def test_deprecated_coverage_maps_to_a_cold_start_cost() -> None:
+    assert cold_start_cost(PredictiveSpec(), 30) == 300
+    assert cold_start_cost(PredictiveSpec(coverage=0.95), 30) == pytest.approx(570)
+    assert cold_start_cost(PredictiveSpec(coverage=1.0), 30) == 3000
+    assert cold_start_cost(PredictiveSpec(coverage=0.5, coldStartCostSeconds=42), 30) == 42
 
 
 def test_schedule_raises_floor_in_its_window() -> None:
@@ -369,9 +407,10 @@ def test_next_change_points_at_the_idle_timeout_and_prewarm() -> None:
     driver = Driver(spec(scaleToZeroAfterSeconds=60), replicas=1)
     decision = driver.step(0, 1.0)
     assert decision.next_change_at == at(60).timestamp()
-    last = periodic_run(600, 0.95)
+    last = periodic_run(600)
     assert last[40].next_change_at is not None
-    assert last[40].next_change_at - last[0].state.last_request_at == 550  # type: ignore[operator]
+    # The burst plan's window starts at 587.5 s: its replica one cold start (30 s) earlier.
+    assert last[40].next_change_at - last[0].state.last_request_at == 557.5  # type: ignore[operator]
 
 
 def test_large_clock_correction_is_taken_after_one_held_round() -> None:

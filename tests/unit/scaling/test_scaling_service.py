@@ -66,8 +66,15 @@ async def test_no_metrics_source_holds() -> None:
     assert "no metrics source configured" in decision.reason
 
 
+PERIOD = [NOW.timestamp() - 730, 600.0, 1.0, 0.0, 0.0, 1.0]
+
+
+def stored_state(last: float) -> dict[str, Any]:
+    return {"version": 2, "lastRequestAt": last, "periods": [PERIOD]}
+
+
 async def test_external_owner_stands_aside_and_keeps_the_state() -> None:
-    state = PolicyState(last_request_at=NOW.timestamp() - 30, gaps=[600.0])
+    state = PolicyState.from_dict(stored_state(NOW.timestamp() - 30))
     decision = await evaluate(
         pool(replicas=5), state, NOW, None, current_replicas=2, ready_replicas=2
     )
@@ -77,20 +84,20 @@ async def test_external_owner_stands_aside_and_keeps_the_state() -> None:
 
 async def test_state_passed_in_is_used_and_returned() -> None:
     last = NOW.timestamp() - 30
-    state = PolicyState.from_dict({"version": 1, "lastRequestAt": last, "gaps": [600.0]})
+    state = PolicyState.from_dict(stored_state(last))
     decision = await evaluate(pool(), state, NOW, None, current_replicas=1, ready_replicas=1)
     assert decision.state.to_dict()["lastRequestAt"] == last
-    assert decision.state.gaps == [600.0]
+    assert decision.state.to_dict()["periods"] == [PERIOD]
     assert state.last_eval_at is None  # the caller's state is never mutated
 
 
 async def test_the_scaler_starts_from_the_stored_state_then_keeps_its_own() -> None:
     scaler = Scaler(None, interval_seconds=10)
-    stored = {"version": 1, "lastRequestAt": NOW.timestamp() - 30, "gaps": [600.0]}
+    stored = stored_state(NOW.timestamp() - 30)
     first = await scaler.decision_for(
         pool(), stored, NOW, "tick", current_replicas=1, ready_replicas=1
     )
-    assert first.state.gaps == [600.0]
+    assert first.state.to_dict()["periods"] == [PERIOD]
     # A pod event reuses the decision: one evaluation per tick.
     later = NOW + timedelta(seconds=5)
     again = await scaler.decision_for(
@@ -103,9 +110,9 @@ async def test_the_scaler_starts_from_the_stored_state_then_keeps_its_own() -> N
         pool(), None, tick, "tick", current_replicas=1, ready_replicas=1
     )
     assert second.state.last_eval_at == tick.timestamp()
-    assert second.state.gaps == [600.0]
+    assert second.state.to_dict()["periods"] == [PERIOD]
     scaler.forget(("ml", "llama"))
     fresh = await scaler.decision_for(
         pool(), None, tick, "observe", current_replicas=1, ready_replicas=1
     )
-    assert fresh.state.gaps == []
+    assert fresh.state.periods == []
