@@ -24,6 +24,7 @@ import (
 	"github.com/fluxcd/pkg/apis/kustomize"
 	lua "github.com/yuin/gopher-lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/yaml"
 )
@@ -56,8 +57,10 @@ func main() {
 	if err != nil {
 		fail(err.Error())
 	}
+	// Decoded as client-go decodes objects from the apiserver: whole numbers become int64
+	// (kstatus and Flux read metadata.generation and status.observedGeneration as int64).
 	var objects []map[string]interface{}
-	if err := json.Unmarshal(raw, &objects); err != nil {
+	if err := utiljson.Unmarshal(raw, &objects); err != nil {
 		fail("stdin is not a JSON array of objects: " + err.Error())
 	}
 	out := make([]verdict, 0, len(objects))
