@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 from pydantic import BaseModel  # noqa: E402
 
 from warmpool.api.spec import InferencePoolSpec  # noqa: E402
-from warmpool.controller import validate  # noqa: E402
+from warmpool.controller.pool import validate  # noqa: E402
 
 CRD = ROOT / "crds" / "warmpool.dev_inferencepools.yaml"
 OUTPUT = ROOT / "docs" / "validation.md"

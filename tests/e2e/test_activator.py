@@ -30,7 +30,8 @@ from warmpool.activator.discovery import EndpointSliceWatcher
 from warmpool.activator.endpoints import Endpoint, EndpointTable
 from warmpool.activator.routing import PoolKey
 from warmpool.activator.server import Activator, ActivatorConfig
-from warmpool.activator.wake import WAKE_ANNOTATION, KubernetesWakeSender
+from warmpool.activator.wake import KubernetesWakeSender
+from warmpool.contract import WAKE_ANNOTATION
 from warmpool.envtest import LocalCluster
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "warmpool.dev_inferencepools.yaml"

@@ -38,7 +38,7 @@ Use = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 
 _FALLBACK_READ = (
     "the applier reads a child one by one (GET) only when the periodic metadata LIST of "
-    "children fails or lapses (controller/apply.py keep_primed); a healthy run never does"
+    "children fails or lapses (controller/kube/apply.py keep_primed); a healthy run never does"
 )
 #: Granted, needed, but not a request of its own in this run -- and why.
 NOT_EXERCISED: dict[Use, str] = {

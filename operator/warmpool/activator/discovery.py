@@ -15,18 +15,12 @@ from typing import Any
 
 import aiohttp
 
-from warmpool.activator.endpoints import (
-    PODS_ROLE,
-    ROLE_LABEL,
-    EndpointTable,
-    SliceState,
-    parse_endpoint_slice,
-)
-from warmpool.activator.routing import PoolKey
+from warmpool.activator.endpoints import EndpointTable, SliceState, parse_endpoint_slice
+from warmpool.contract import SERVICE_ROLE_LABEL, SERVICE_ROLE_PODS, PoolKey
 
 log = logging.getLogger(__name__)
 
-LABEL_SELECTOR = f"{ROLE_LABEL}={PODS_ROLE}"
+LABEL_SELECTOR = f"{SERVICE_ROLE_LABEL}={SERVICE_ROLE_PODS}"
 # Server-side watch timeout: the apiserver closes the watch after this and we resume it.
 WATCH_TIMEOUT_SECONDS = 300
 RETRY_DELAY_SECONDS = 1.0

@@ -10,11 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from warmpool.activator.routing import PoolKey
-
-POOL_LABEL = "warmpool.dev/pool"
-ROLE_LABEL = "warmpool.dev/service-role"
-PODS_ROLE = "pods"
+from warmpool.contract import POOL_LABEL, SERVICE_ROLE_LABEL, SERVICE_ROLE_PODS, PoolKey
 
 
 @dataclass(frozen=True, order=True)
@@ -51,7 +47,7 @@ def parse_endpoint_slice(obj: Mapping[str, Any]) -> SliceState | None:
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
     pool_name = labels.get(POOL_LABEL)
-    if not pool_name or labels.get(ROLE_LABEL) != PODS_ROLE:
+    if not pool_name or labels.get(SERVICE_ROLE_LABEL) != SERVICE_ROLE_PODS:
         return None
     ports = {p.get("name"): p.get("port") for p in obj.get("ports") or [] if p.get("port")}
     endpoints: list[Endpoint] = []

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 CONNECT_ATTEMPTS = 3
 UNAVAILABLE = 14
 DEADLINE_EXCEEDED = 4
-RESOURCE_EXHAUSTED = 8
 # HTTP/2 headers that describe the connection, not the call.
 _CONNECTION_HEADERS = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
 

@@ -68,9 +68,6 @@ class HoldQueue:
     def held(self, pool: PoolKey) -> int:
         return len(self._waiting.get(pool, ()))
 
-    def total_held(self) -> int:
-        return sum(len(q) for q in self._waiting.values())
-
     @asynccontextmanager
     async def lease(self, pool: PoolKey) -> AsyncIterator[Endpoint]:
         """Wait (bounded) for a warm endpoint of ``pool`` and hold it while the body runs."""

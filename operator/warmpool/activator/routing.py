@@ -11,19 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from warmpool.contract import PoolKey as PoolKey  # the activator's modules import it from here
+
 #: Explicit override: ``X-Warmpool-Pool: <namespace>/<pool>`` (HTTP header or gRPC metadata).
 POOL_HEADER = "x-warmpool-pool"
-
-
-@dataclass(frozen=True, order=True)
-class PoolKey:
-    """One InferencePool: its namespace and name."""
-
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from warmpool.activator.metrics import ActivatorMetrics
-from warmpool.activator.routing import PoolKey
+from warmpool.contract import GROUP, PLURAL, VERSION, WAKE_ANNOTATION, PoolKey, format_time
 
 log = logging.getLogger(__name__)
-
-WAKE_ANNOTATION = "warmpool.dev/wake-requested-at"
-GROUP = "warmpool.dev"
-VERSION = "v1alpha1"
-PLURAL = "inferencepools"
 
 
 class WakeSender(Protocol):
@@ -32,16 +27,9 @@ class WakeSender(Protocol):
     async def __call__(self, pool: PoolKey, requested_at: datetime) -> None: ...
 
 
-def rfc3339_ms(moment: datetime) -> str:
-    """``2026-11-27T21:30:00.123Z``: RFC 3339, UTC, millisecond precision."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
-
-
 def wake_patch(requested_at: datetime) -> dict[str, Any]:
     """The merge patch body for the InferencePool."""
-    return {"metadata": {"annotations": {WAKE_ANNOTATION: rfc3339_ms(requested_at)}}}
+    return {"metadata": {"annotations": {WAKE_ANNOTATION: format_time(requested_at)}}}
 
 
 class KubernetesWakeSender:
@@ -67,7 +55,9 @@ class KubernetesWakeSender:
 async def log_wake_sender(pool: PoolKey, requested_at: datetime) -> None:
     """For runs without Kubernetes (``--endpoints-file``): only log the signal."""
     log.info(
-        "wake requested for pool %s at %s (no Kubernetes: not sent)", pool, rfc3339_ms(requested_at)
+        "wake requested for pool %s at %s (no Kubernetes: not sent)",
+        pool,
+        format_time(requested_at),
     )
 
 

@@ -8,12 +8,35 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from warmpool.api.spec import InferencePoolSpec
 from warmpool.api.status import InferencePoolStatus
+from warmpool.contract import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    POOL_LABEL,
+    VERSION,
+    WAKE_ANNOTATION,
+    WARM_CONDITION,
+)
 
-GROUP = "warmpool.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "InferencePool"
-PLURAL = "inferencepools"
+__all__ = [
+    "API_VERSION",
+    "CATEGORIES",
+    "GROUP",
+    "KIND",
+    "MAX_POOL_NAME_LENGTH",
+    "PLURAL",
+    "POOL_LABEL",
+    "POOL_NAME_PATTERN",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "VERSION",
+    "WAKE_ANNOTATION",
+    "WARM_CONDITION",
+    "InferencePool",
+    "ObjectMeta",
+]
+
 SINGULAR = "inferencepool"
 SHORT_NAMES = ["ipool"]
 CATEGORIES = ["warmpool"]
@@ -22,13 +45,6 @@ CATEGORIES = ["warmpool"]
 #: for the suffix.
 MAX_POOL_NAME_LENGTH = 63 - len("-pods")
 POOL_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-
-#: Pod readiness gate opened by the warm-up sidecar.
-WARM_CONDITION = f"{GROUP}/warm"
-#: Label that ties every child object to its pool.
-POOL_LABEL = f"{GROUP}/pool"
-#: Annotation the activator sets to wake a pool at zero.
-WAKE_ANNOTATION = f"{GROUP}/wake-requested-at"
 
 
 class ObjectMeta(BaseModel):

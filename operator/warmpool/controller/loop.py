@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 
-from warmpool.controller.cache import PoolKey
+from warmpool.contract import PoolKey
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from warmpool.api.status import ColdStart, Phase
-from warmpool.controller.coldstart import phase_seconds
+from warmpool.controller.pool.coldstart import phase_seconds
 
 #: Cold starts run from seconds (a cached model on a warm node) to tens of minutes (a large
 #: model downloaded onto a fresh node), so the buckets reach 30 minutes.

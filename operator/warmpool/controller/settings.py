@@ -10,9 +10,10 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from warmpool import __version__
+from warmpool.render.config import PullPolicy, RenderConfig
 
 LogFormat = Literal["json", "text"]
 
@@ -83,6 +84,12 @@ class OperatorSettings:
     uses the scaler's built-in query for the pool's target type."""
     agent_image: str = f"ghcr.io/warmpool/agent:{__version__}"
     """Image of the prefetch init container and the warm-up sidecar."""
+    agent_image_pull_policy: PullPolicy = RenderConfig.agent_image_pull_policy
+    """Pull policy of the agent image."""
+    pause_image: str = RenderConfig.pause_image
+    """Image of the containers that only hold a place (headroom, pre-pull pods)."""
+    prepare_node_cache: bool = RenderConfig.prepare_node_cache
+    """Hand a node cache's directory to the pods' user with a CAP_CHOWN init container."""
     activator: ActivatorRef | None = None
     """Activator Service; None disables the activator mode of the pools' Services."""
     log_format: LogFormat = "text"
@@ -104,6 +111,16 @@ class OperatorSettings:
     """Pod and Deployment events that arrive within this window refresh a pool once."""
     workers: int = 8
     """Pools refreshed concurrently by the status/scaling loop."""
+
+    def render_config(self) -> RenderConfig:
+        """The builders' operator-wide settings: those with a flag from it, the rest the
+        design's defaults (docs/render.md)."""
+        return RenderConfig(
+            agent_image=self.agent_image,
+            agent_image_pull_policy=self.agent_image_pull_policy,
+            pause_image=self.pause_image,
+            prepare_node_cache=self.prepare_node_cache,
+        )
 
     @property
     def clusterwide(self) -> bool:
@@ -152,6 +169,24 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--agent-image", default=_env(environ, "AGENT_IMAGE", OperatorSettings.agent_image)
+    )
+    parser.add_argument(
+        "--agent-image-pull-policy",
+        choices=get_args(PullPolicy),
+        default=_env(environ, "AGENT_IMAGE_PULL_POLICY", OperatorSettings.agent_image_pull_policy),
+    )
+    parser.add_argument(
+        "--pause-image",
+        default=_env(environ, "PAUSE_IMAGE", OperatorSettings.pause_image),
+        help="image of the headroom placeholders and pre-pull pods (a mirror in air-gapped "
+        "clusters)",
+    )
+    parser.add_argument(
+        "--prepare-node-cache",
+        action="store_true",
+        default=_env_bool(environ, "PREPARE_NODE_CACHE", False),
+        help="chown a node cache's directory to the pods' user in a CAP_CHOWN init container "
+        "(when node bootstrap does not create it with that owner)",
     )
     parser.add_argument(
         "--activator-service",
@@ -285,6 +320,9 @@ def parse_settings(
         prometheus_url=args.prometheus_url or None,
         traffic_query=args.traffic_query or None,
         agent_image=args.agent_image,
+        agent_image_pull_policy=args.agent_image_pull_policy,
+        pause_image=args.pause_image,
+        prepare_node_cache=args.prepare_node_cache,
         activator=activator,
         log_format=args.log_format,
         log_level=str(args.log_level).upper(),

@@ -67,11 +67,6 @@ class CertificateAuthority:
         """Write the CA certificate and key as ``<stem>.crt`` / ``<stem>.key``."""
         return _write_pair(directory, stem, self._cert, self._key)
 
-    @property
-    def cert_pem(self) -> bytes:
-        """The CA certificate as PEM (what kubeconfigs embed)."""
-        return self._cert.public_bytes(serialization.Encoding.PEM)
-
     def issue(
         self,
         directory: Path,

@@ -8,15 +8,19 @@ from warmpool.api.resource import POOL_LABEL, POOL_NAME_PATTERN, InferencePool
 from warmpool.render.common import Obj, RenderError
 from warmpool.render.config import RenderConfig
 from warmpool.render.deployment import build_deployment
-from warmpool.render.endpoints import ActivatorEndpoints, build_activator_slice
-from warmpool.render.headroom import build_headroom_deployment
+from warmpool.render.endpoints import (
+    ActivatorEndpoints,
+    activator_slice_name,
+    build_activator_slice,
+)
+from warmpool.render.headroom import build_headroom_deployment, headroom_name
 from warmpool.render.labels import (
     MANAGED_BY_LABEL,
     MAX_POOL_NAME_LENGTH,
     SPEC_HASH_ANNOTATION,
     content_hash,
 )
-from warmpool.render.prepull import build_prepull_daemonset
+from warmpool.render.prepull import build_prepull_daemonset, prepull_name
 from warmpool.render.rbac import build_role_binding, build_service_account
 from warmpool.render.service import ServiceMode, build_pods_service, build_public_service
 
@@ -49,6 +53,17 @@ def children_selector(pool_name: str) -> str:
     """Label selector of every child of a pool (a `<pool>-pods` EndpointSlice written by
     Kubernetes matches too: filter on the pool's controller owner reference)."""
     return f"{MANAGED_BY_LABEL}=warmpool,{POOL_LABEL}={pool_name}"
+
+
+def optional_children(pool: InferencePool) -> list[tuple[str, str, str]]:
+    """(apiVersion, kind, name) of each child that only some specs or modes render (the activator
+    EndpointSlice, the pre-pull DaemonSet, the headroom Deployment): the operator deletes those
+    that `build_children` no longer returns."""
+    return [
+        ("discovery.k8s.io/v1", "EndpointSlice", activator_slice_name(pool)),
+        ("apps/v1", "DaemonSet", prepull_name(pool)),
+        ("apps/v1", "Deployment", headroom_name(pool)),
+    ]
 
 
 def build_children(

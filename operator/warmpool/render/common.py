@@ -4,13 +4,11 @@ placement (pure)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from warmpool.api.resource import API_VERSION, KIND, InferencePool
+from warmpool.contract import Obj as Obj  # render's modules import it from here
 from warmpool.render.config import RenderConfig, Resources
 from warmpool.render.labels import Component, object_labels
-
-Obj = dict[str, Any]
 
 
 class RenderError(ValueError):

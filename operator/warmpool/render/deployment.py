@@ -84,6 +84,12 @@ WARMUP_CONTAINER = "warmup"
 CACHE_OWNER_CONTAINER = "cache-owner"
 
 
+def server_deployment_name(pool_name: str) -> str:
+    """Name of the pool's server Deployment: the pool's own (the watch cache tells it from the
+    pool's other labelled Deployments by this)."""
+    return pool_name
+
+
 def warmup_service_account(pool: InferencePool) -> str:
     """Name of the pool's ServiceAccount (and RoleBinding): `<pool>-warmup`."""
     return f"{pool.metadata.name}-warmup"
@@ -376,7 +382,7 @@ def pod_spec(pool: InferencePool, config: RenderConfig) -> Obj:
 
 def build_deployment(pool: InferencePool, config: RenderConfig, *, replicas: int) -> Obj:
     """Deployment `<pool>` with `replicas` replicas (the operator decides how many)."""
-    name = pool.metadata.name
+    name = server_deployment_name(pool.metadata.name)
     extra = {BACKEND_LABEL: pool.spec.server.backend} if pool.spec.server.backend else {}
     meta = object_meta(pool, name, INFERENCE_SERVER, labels=extra)
     meta["annotations"] = {MODEL_FINGERPRINT_ANNOTATION: model_fingerprint(pool.spec.model)}

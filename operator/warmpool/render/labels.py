@@ -13,8 +13,8 @@ import json
 from typing import Any, Final, Literal
 
 from warmpool.api import resource as api_resource
-from warmpool.api.resource import GROUP, POOL_LABEL
 from warmpool.api.spec import ModelSpec
+from warmpool.contract import GROUP, POOL_LABEL
 
 Component = Literal["inference-server", "prepull", "headroom", "warmup"]
 
@@ -29,10 +29,6 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
-#: Role of a Service of the pool; the activator finds warm pods through `pods`.
-SERVICE_ROLE_LABEL = f"{GROUP}/service-role"
-SERVICE_ROLE_PUBLIC = "public"
-SERVICE_ROLE_PODS = "pods"
 #: Triton backend of the model (spec.server.backend), for dashboards and selectors.
 BACKEND_LABEL = f"{GROUP}/backend"
 #: Hash of everything else the operator writes into a child; equal hashes mean an apply

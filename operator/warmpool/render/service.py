@@ -13,14 +13,9 @@ from __future__ import annotations
 from typing import Literal
 
 from warmpool.api.resource import InferencePool
+from warmpool.contract import SERVICE_ROLE_LABEL, SERVICE_ROLE_PODS, SERVICE_ROLE_PUBLIC
 from warmpool.render.common import Obj, object_meta
-from warmpool.render.labels import (
-    INFERENCE_SERVER,
-    SERVICE_ROLE_LABEL,
-    SERVICE_ROLE_PODS,
-    SERVICE_ROLE_PUBLIC,
-    server_selector,
-)
+from warmpool.render.labels import INFERENCE_SERVER, server_selector
 
 ServiceMode = Literal["direct", "activator"]
 

@@ -21,7 +21,10 @@ Rules, in order of precedence (docs/scaling.md has the full story):
 6. The predictive floor keeps or brings back one replica inside the learned warm window
    (`warmpool.scaling.histogram`).
 7. A wake request (the activator's annotation) counts as a request at its time, and a pool at
-   zero woken since the previous evaluation gets one replica at once.
+   zero woken since the previous evaluation, or within the wake hold (scaleToZeroAfterSeconds,
+   else `DEFAULT_WAKE_HOLD_SECONDS`), gets one replica at once: the hold covers an evaluation
+   that ran between the activator's stamp and the annotation's arrival, and a Deployment whose
+   new replicas the watch has not shown yet.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ DEFAULT_INTERVAL_SECONDS = 10.0
 GAP_THRESHOLD_INTERVALS = 1.5
 #: A clock that goes back further than this is taken as corrected, not as skew.
 CLOCK_RESET_SECONDS = 600.0
+#: How long a wake request keeps a pool without scaleToZeroAfterSeconds at >= 1 replica.
+DEFAULT_WAKE_HOLD_SECONDS = 300
 #: Demand below this is no traffic (floating-point noise of rate() over idle counters).
 _EPSILON = 1e-9
 
@@ -88,6 +93,9 @@ class Decision:
     #: Earliest time (epoch s) the decision could change without new traffic; None = only on
     #: new traffic or a schedule. The operator may requeue then; the simulator skips to it.
     next_change_at: float | None = None
+    #: False when spec.replicas is set: an external owner scales the pool, the policy stands
+    #: aside (`warmpool.scaling.service.evaluate` answers without calling `decide`).
+    owned: bool = True
 
 
 def decide(
@@ -103,7 +111,7 @@ def decide(
 
     previous_eval = state.last_eval_at
     backwards = previous_eval is not None and now_s < previous_eval
-    woken = _fresh_wake(observation.wake_at, state.last_eval_at, now_s)
+    woken = _woken(observation.wake_at, state.last_eval_at, now_s, spec.scale_to_zero_after_seconds)
     if previous_eval is not None and backwards:
         reasons.append(f"clock went back {previous_eval - now_s:.0f}s: no scale-down")
         if previous_eval - now_s > CLOCK_RESET_SECONDS:
@@ -228,11 +236,16 @@ def _clamp_times(state: PolicyState, now_s: float) -> None:
     state.recommendations = [(min(t, now_s), r) for t, r in state.recommendations]
 
 
-def _fresh_wake(wake_at: float | None, last_eval_at: float | None, now_s: float) -> bool:
-    """A wake newer than the previous evaluation (a future-dated one counts as now)."""
+def _woken(
+    wake_at: float | None, last_eval_at: float | None, now_s: float, hold: int | None
+) -> bool:
+    """A wake newer than the previous evaluation or within the wake hold (a future-dated one
+    counts as now)."""
     if wake_at is None:
         return False
-    return last_eval_at is None or min(wake_at, now_s) > last_eval_at or wake_at > now_s
+    hold_seconds = DEFAULT_WAKE_HOLD_SECONDS if hold is None else max(hold, 1)
+    fresh = last_eval_at is None or min(wake_at, now_s) > last_eval_at or wake_at > now_s
+    return fresh or now_s - wake_at < hold_seconds
 
 
 def _current_demand(

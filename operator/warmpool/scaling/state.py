@@ -23,6 +23,18 @@ STATE_VERSION = 1
 MAX_GAPS = 256
 #: Recommendations kept for the stabilization window (a monotone max-queue, usually a handful).
 MAX_RECOMMENDATIONS = 64
+#: Keys of the stored state that change on every evaluation (the time of the evaluation, of the
+#: last unknown sample, the stabilization window's entries). They alone are no reason to write
+#: the pool's status: the operator keeps the live state in memory and persists it with the next
+#: real change; a restart resumes from a slightly older state, which the policy treats as safe.
+VOLATILE_KEYS = frozenset({"lastEvalAt", "lastUnknownAt", "lastColdAt", "recommendations"})
+
+
+def lasting_part(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored state without its `VOLATILE_KEYS`: what a change of is worth a status write."""
+    if stored is None:
+        return None
+    return {key: value for key, value in stored.items() if key not in VOLATILE_KEYS}
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from warmpool.contract import parse_time
 from warmpool.warmup.report import format_time
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,8 @@ def next_condition(
         previous = current.get("lastTransitionTime")
         if isinstance(previous, datetime):
             transition = previous
-        elif isinstance(previous, str) and previous:
-            transition = datetime.fromisoformat(previous.replace("Z", "+00:00"))
+        elif isinstance(previous, str):
+            transition = parse_time(previous) or now
     return Condition(condition_type, status, reason, message, transition)
 
 

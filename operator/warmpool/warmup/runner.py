@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from tritonclient.utils import InferenceServerException
 
+from warmpool.contract import SERVER_READY_AT, WARM_AT
 from warmpool.warmup import report
 from warmpool.warmup.condition import ConditionSink, ConditionStatus
 from warmpool.warmup.inputs import WarmupRequest, generate_request, specs_from_metadata
@@ -57,8 +58,8 @@ class Outcome:
             duration = (self.finished_at - self.server_ready_at).total_seconds()
         if self.succeeded:
             pairs: dict[str, str | int | float | datetime | None] = {
-                "serverReadyAt": self.server_ready_at,
-                "warmAt": self.finished_at,
+                SERVER_READY_AT: self.server_ready_at,
+                WARM_AT: self.finished_at,
                 "requests": self.requests,
                 "firstMs": _ms(self.first_s),
                 "steadyP50Ms": _ms(self.p50_s),
@@ -66,7 +67,7 @@ class Outcome:
             }
         else:
             pairs = {
-                "serverReadyAt": self.server_ready_at,
+                SERVER_READY_AT: self.server_ready_at,
                 "failedAt": self.finished_at,
                 "requests": self.requests,
                 "firstMs": _ms(self.first_s),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from warmpool.contract import WARM_CONDITION
 from warmpool.warmup.steady import SteadyRule
 from warmpool.warmup.triton import Protocol
 
@@ -48,7 +49,7 @@ class WarmupSettings(BaseModel):
     """That pod's namespace."""
     kubeconfig: str | None = None
     """Kubeconfig file (tests); in-cluster service account otherwise."""
-    condition_type: str = Field(default="warmpool.dev/warm", min_length=1)
+    condition_type: str = Field(default=WARM_CONDITION, min_length=1)
     """The readiness-gate condition type."""
     health_port: int = Field(default=8089, ge=0, le=65535)
     """Port of the health endpoints (``/healthz``, ``/readyz``, ``/status``); 0 = none."""

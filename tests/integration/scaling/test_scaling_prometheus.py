@@ -31,6 +31,7 @@ from warmpool.api.resource import InferencePool
 from warmpool.scaling.policy import Sample
 from warmpool.scaling.prometheus import DemandWindow, MetricsUnavailable, PrometheusReader
 from warmpool.scaling.service import evaluate
+from warmpool.scaling.state import PolicyState
 
 pytestmark = pytest.mark.prometheus
 
@@ -205,6 +206,7 @@ async def test_service_scales_on_real_metrics(setup: Setup) -> None:
     async def decide() -> Any:
         return await evaluate(
             pool(),
+            PolicyState(),
             datetime.now(UTC),
             reader(setup.prometheus.url),
             current_replicas=1,
@@ -215,7 +217,7 @@ async def test_service_scales_on_real_metrics(setup: Setup) -> None:
     assert decision.metrics_available, decision.reason
     assert decision.desired == 2, decision.reason  # ceil(6 / 4)
     assert decision.observed_demand == pytest.approx(6.0, rel=0.05)
-    assert decision.new_state["lastRequestAt"] > 0
+    assert decision.state.last_request_at is not None and decision.state.last_request_at > 0
 
 
 async def test_prometheus_stopped_reader_unavailable_and_policy_holds(
@@ -226,20 +228,22 @@ async def test_prometheus_stopped_reader_unavailable_and_policy_holds(
         own.wait_scraped()
         url = own.url
         first = await evaluate(
-            pool(), datetime.now(UTC), reader(url), current_replicas=3, ready_replicas=3
+            pool(),
+            PolicyState(),
+            datetime.now(UTC),
+            reader(url),
+            current_replicas=3,
+            ready_replicas=3,
         )
         assert first.metrics_available, first.reason
     finally:
         own.stop()
-    state = first.new_state
+    state = first.state
     result = await reader(url).read("ml", "llama", now=datetime.now(UTC))
     assert isinstance(result, MetricsUnavailable)
     assert "failed" in result.reason or "timed out" in result.reason
-    manifest = pool().model_dump(by_alias=True, exclude_none=True, mode="json")
-    manifest["status"] = {"scalerState": state}
-    idle_pool = InferencePool.from_manifest(manifest)
     decision = await evaluate(
-        idle_pool, datetime.now(UTC), reader(url), current_replicas=3, ready_replicas=3
+        pool(), state, datetime.now(UTC), reader(url), current_replicas=3, ready_replicas=3
     )
     assert not decision.metrics_available
     assert decision.desired == 3

@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 
 from warmpool.activator.metrics import ActivatorMetrics
 from warmpool.activator.routing import PoolKey
-from warmpool.activator.wake import WAKE_ANNOTATION, Waker, rfc3339_ms, wake_patch
+from warmpool.activator.wake import Waker, wake_patch
+from warmpool.contract import WAKE_ANNOTATION
 
 POOL = PoolKey("ml", "llama")
 
 
-def test_timestamp_is_rfc3339_utc_with_milliseconds() -> None:
+def test_the_patch_stamps_the_contract_time_format() -> None:
     moment = datetime(2026, 11, 27, 21, 30, 5, 123456, tzinfo=UTC)
-    assert rfc3339_ms(moment) == "2026-11-27T21:30:05.123Z"
     assert wake_patch(moment) == {
         "metadata": {"annotations": {WAKE_ANNOTATION: "2026-11-27T21:30:05.123Z"}}
     }

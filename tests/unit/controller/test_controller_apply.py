@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from warmpool.controller.apply import Applier, drift, with_spec_hash
-from warmpool.controller.client import ObjectRef
+from warmpool.controller.kube.apply import Applier, drift, with_spec_hash
+from warmpool.controller.kube.client import ObjectRef
 from warmpool.render.labels import SPEC_HASH_ANNOTATION
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 
-from warmpool.controller.cli import JSONFormatter
+from warmpool.controller.logs import JSONFormatter
 
 
 def test_json_log_lines_keep_kopf_object_context_and_drop_unserialisable_extras() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from warmpool.controller.client import ApiError, KubeClient, ObjectRef
+from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef
 
 REF = ObjectRef("v1", "Service", "llama", "ml")
 

@@ -5,33 +5,11 @@ from datetime import UTC, datetime
 from controller_builders import make_pod
 
 from warmpool.api.status import ColdStart
-from warmpool.controller.coldstart import (
+from warmpool.controller.pool.coldstart import (
     describe,
     new_cold_starts,
-    parse_gate_message,
-    parse_time,
     pod_cold_start,
 )
-
-
-def test_parse_gate_message_reads_key_value_pairs_and_ignores_words() -> None:
-    fields = parse_gate_message(
-        "warm after 120 requests serverReadyAt=2026-01-01T00:00:35.400Z"
-        " warmAt=2026-01-01T00:00:41.700Z"
-    )
-    assert fields == {
-        "serverReadyAt": "2026-01-01T00:00:35.400Z",
-        "warmAt": "2026-01-01T00:00:41.700Z",
-    }
-
-
-def test_parse_time_accepts_z_offsets_and_fractions() -> None:
-    assert parse_time("2026-01-01T00:00:01.250Z") == datetime(
-        2026, 1, 1, 0, 0, 1, 250000, tzinfo=UTC
-    )
-    assert parse_time("2026-01-01T01:00:00+01:00") == datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_time("yesterday") is None
-    assert parse_time(None) is None
 
 
 def test_cold_start_phases_add_up_from_pod_conditions_and_gate_message() -> None:

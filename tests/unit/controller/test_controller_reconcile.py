@@ -11,12 +11,14 @@ from typing import Any
 
 from controller_builders import make_pool
 
-from warmpool.controller.cache import ClusterCache, Endpoint
-from warmpool.controller.client import ApiError, ObjectRef
-from warmpool.controller.events import EventRecorder
+from warmpool.controller.kube.apply import Applier
+from warmpool.controller.kube.client import ApiError, ObjectRef
+from warmpool.controller.kube.events import EventRecorder
+from warmpool.controller.kube.watch import Endpoint, WatchCache
 from warmpool.controller.metrics import OperatorMetrics
-from warmpool.controller.reconcile import Reconciler
+from warmpool.controller.pool.reconcile import Reconciler
 from warmpool.controller.settings import ActivatorRef, OperatorSettings
+from warmpool.scaling.service import Scaler
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -74,9 +76,9 @@ class MemoryApi:
 
 def setup(
     settings: OperatorSettings | None = None, body: dict[str, Any] | None = None
-) -> tuple[Reconciler, MemoryApi, ClusterCache]:
+) -> tuple[Reconciler, MemoryApi, WatchCache]:
     api = MemoryApi()
-    cache = ClusterCache()
+    cache = WatchCache()
     pool = body or make_pool()
     api._store(pool)
     cache.observe_pool(None, api.objects[("InferencePool", "ml", "llama")])
@@ -84,8 +86,11 @@ def setup(
         settings=settings or OperatorSettings(),
         client=api,  # type: ignore[arg-type]
         cache=cache,
+        applier=Applier(api),  # type: ignore[arg-type]
         metrics=OperatorMetrics(),
         events=EventRecorder(api, instance="test"),  # type: ignore[arg-type]
+        # The policy as in production, with no traffic source (tests/e2e reads Prometheus).
+        scaler=Scaler(None, interval_seconds=10),
         clock=lambda: NOW,
     )
     return reconciler, api, cache

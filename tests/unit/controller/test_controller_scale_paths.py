@@ -12,9 +12,9 @@ from typing import Any
 from test_controller_apply import RecordingClient, deployment, service
 from test_controller_loop import Recorder
 
-from warmpool.controller.apply import Applier, with_spec_hash
-from warmpool.controller.cache import ClusterCache
-from warmpool.controller.client import KubeClient, ObjectRef
+from warmpool.controller.kube.apply import Applier, with_spec_hash
+from warmpool.controller.kube.client import KubeClient, ObjectRef
+from warmpool.controller.kube.watch import WatchCache
 from warmpool.controller.loop import RefreshLoop, tick_slice
 from warmpool.render.labels import SPEC_HASH_ANNOTATION
 
@@ -98,7 +98,7 @@ async def test_delete_from_the_cache_sends_one_delete_and_spares_foreign_objects
 
 
 def test_cache_keeps_slim_deployments_and_pools() -> None:
-    cache = ClusterCache()
+    cache = WatchCache()
     server = with_spec_hash(deployment(2))
     server["metadata"].update(
         labels={"warmpool.dev/pool": "llama"}, resourceVersion="3", managedFields=[{"m": 1}]
@@ -192,11 +192,14 @@ async def test_loop_waits_for_kopfs_listings() -> None:
 
 
 async def test_an_idle_sync_skips_rendering_but_still_repairs_drift() -> None:
+    from controller_builders import make_pool
     from test_controller_reconcile import setup
 
-    import warmpool.controller.reconcile as reconcile
+    import warmpool.controller.pool.reconcile as reconcile
 
-    reconciler, api, cache = setup()
+    # Replicas owned through the scale subresource: the decision does not follow the
+    # Deployment's replicas, so a hand edit of them is drift.
+    reconciler, api, cache = setup(body=make_pool(replicas=1))
     await reconciler.sync(("ml", "llama"), "create")
     deployment = api.objects[("Deployment", "ml", "llama")]
     cache.observe_deployment(None, deployment)

@@ -5,16 +5,30 @@ from datetime import UTC, datetime, timedelta
 from controller_builders import make_pod
 
 from warmpool.api.status import InferencePoolStatus, Phase, ScalingStatus
-from warmpool.controller.status import (
-    ScalingOutcome,
+from warmpool.controller.pool.status import (
     StatusInputs,
     compute_status,
     dump_status,
     status_patch,
     weights_cached,
 )
+from warmpool.scaling.policy import Decision
+from warmpool.scaling.state import PolicyState
 
 NOW = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+
+
+def decision(desired: int, reason: str = "warm floor 1", **kwargs: object) -> Decision:
+    base: dict = {
+        "desired": desired,
+        "reason": reason,
+        "effective_floor": 1,
+        "metrics_available": True,
+        "observed_demand": None,
+        "state": PolicyState(),
+    }
+    base.update(kwargs)
+    return Decision(**base)
 
 
 def inputs(pods: list, desired: int = 1, **kwargs: object) -> StatusInputs:
@@ -25,7 +39,7 @@ def inputs(pods: list, desired: int = 1, **kwargs: object) -> StatusInputs:
         "pods": pods,
         "previous": InferencePoolStatus(),
         "now": NOW,
-        "scaling": ScalingOutcome(desired, ScalingStatus(reason="warm floor 1")),
+        "scaling": decision(desired),
     }
     base.update(kwargs)
     return StatusInputs(**base)
@@ -166,3 +180,26 @@ def test_cached_nodes_belongs_to_the_prepull_controller() -> None:
     patch = status_patch(raw, changed)
     assert patch is not None
     assert "cachedNodes" not in patch["status"]
+
+
+def test_the_decision_is_rendered_into_scaling_status_and_metrics_condition() -> None:
+    last_request = datetime(2026, 1, 1, 0, 59, tzinfo=UTC)
+    state = PolicyState(last_request_at=last_request.timestamp(), gaps=[30.0])
+    status = compute_status(inputs([], scaling=decision(2, "demand 2", state=state)))
+    assert status.desired_replicas == 2
+    assert (status.scaling.owner, status.scaling.reason) == ("warmpool", "demand 2")
+    assert status.scaling.last_request_time == last_request
+    assert status.scaling.last_scale_time == NOW  # 0 -> 2
+    assert status.scaler_state == state.to_dict()
+    assert conditions(status)["MetricsAvailable"] == ("True", "TrafficRead")
+    # The same decision a tick later: no new scale time.
+    later = compute_status(
+        inputs([], scaling=decision(2, state=state), previous=status, now=NOW + timedelta(1))
+    )
+    assert later.scaling.last_scale_time == NOW
+
+    unread = compute_status(inputs([], scaling=decision(1, metrics_available=False)))
+    assert conditions(unread)["MetricsAvailable"] == ("False", "MetricsUnavailable")
+    external = compute_status(inputs([], scaling=decision(5, owned=False)))
+    assert external.scaling.owner == "external"
+    assert conditions(external)["MetricsAvailable"] == ("Unknown", "ExternalOwner")

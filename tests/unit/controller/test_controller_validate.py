@@ -4,7 +4,7 @@ import pytest
 from controller_builders import make_pool
 
 from warmpool.api.resource import InferencePool
-from warmpool.controller.validate import Invalid, field_path, validate_pool
+from warmpool.controller.pool.validate import Invalid, field_path, validate_pool
 
 
 def test_field_path_formats_indices() -> None:

@@ -6,18 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from warmpool.controller.leader import (
+from warmpool.contract import format_micro_time, parse_time
+from warmpool.controller.ha.leader import (
     MIN_WAIT,
     Action,
     LeaseRecord,
     Observation,
-    decide,
     expires_at,
-    format_micro_time,
+    next_action,
     next_attempt_in,
     next_record,
     observe,
-    parse_micro_time,
     released,
     renew_deadline_passed,
 )
@@ -35,31 +34,31 @@ def seen(record: LeaseRecord | None, at: float) -> Observation:
 
 
 def test_no_lease_is_created() -> None:
-    assert decide(seen(None, 100.0), "a", now=100.0, default_duration=15) is Action.CREATE
+    assert next_action(seen(None, 100.0), "a", now=100.0, default_duration=15) is Action.CREATE
 
 
 def test_own_lease_is_renewed_even_when_it_looks_expired() -> None:
-    assert decide(seen(held("a"), 0.0), "a", now=1000.0, default_duration=15) is Action.RENEW
+    assert next_action(seen(held("a"), 0.0), "a", now=1000.0, default_duration=15) is Action.RENEW
 
 
 def test_live_lease_of_another_is_left_alone_until_it_expires_on_our_clock() -> None:
     observation = seen(held("b", duration=15), at=100.0)
-    assert decide(observation, "a", now=100.0, default_duration=15) is Action.WAIT
-    assert decide(observation, "a", now=114.9, default_duration=15) is Action.WAIT
-    assert decide(observation, "a", now=115.0, default_duration=15) is Action.TAKE
+    assert next_action(observation, "a", now=100.0, default_duration=15) is Action.WAIT
+    assert next_action(observation, "a", now=114.9, default_duration=15) is Action.WAIT
+    assert next_action(observation, "a", now=115.0, default_duration=15) is Action.TAKE
 
 
 def test_the_records_duration_wins_over_our_own() -> None:
     observation = seen(held("b", duration=30), at=100.0)
     assert expires_at(observation, default_duration=15) == 130.0
-    assert decide(observation, "a", now=120.0, default_duration=15) is Action.WAIT
+    assert next_action(observation, "a", now=120.0, default_duration=15) is Action.WAIT
     # A record without a duration falls back to ours.
     assert expires_at(seen(held("b", duration=0), at=100.0), default_duration=15) == 115.0
 
 
 def test_released_lease_is_taken_at_once() -> None:
     observation = seen(released(held("b"), T1), at=100.0)
-    assert decide(observation, "a", now=100.0, default_duration=15) is Action.TAKE
+    assert next_action(observation, "a", now=100.0, default_duration=15) is Action.TAKE
 
 
 def test_clock_restarts_only_when_the_record_changes() -> None:
@@ -71,8 +70,8 @@ def test_clock_restarts_only_when_the_record_changes() -> None:
     assert changed.observed_at == 112.0
     # A holder that stopped renewing expires 15 s after we first saw its last record, whatever
     # its renewTime says (another machine's clock is never compared with ours).
-    assert decide(same, "a", now=114.0, default_duration=15) is Action.WAIT
-    assert decide(same, "a", now=115.0, default_duration=15) is Action.TAKE
+    assert next_action(same, "a", now=114.0, default_duration=15) is Action.WAIT
+    assert next_action(same, "a", now=115.0, default_duration=15) is Action.TAKE
 
 
 def test_taking_over_counts_a_transition_and_restarts_acquire_time() -> None:
@@ -119,9 +118,9 @@ def test_spec_round_trip_in_micro_time() -> None:
     "text", ["2026-11-28T01:02:03.456789Z", "2026-11-28T01:02:03Z", "2026-11-28T01:02:03.4+00:00"]
 )
 def test_micro_time_parses_what_the_apiserver_returns(text: str) -> None:
-    value = parse_micro_time(text)
+    value = parse_time(text)
     assert value is not None and value.tzinfo is not None
-    assert parse_micro_time(format_micro_time(value)) == value
+    assert parse_time(format_micro_time(value)) == value
 
 
 def test_a_standby_tries_again_when_the_lease_runs_out_not_a_retry_period_later() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from warmpool.controller import cli
+from warmpool.controller.ha import election as cli
+from warmpool.controller.ha.standby import standby_report
 from warmpool.controller.settings import parse_settings
-from warmpool.controller.standby import standby_report
 
 
 def test_identity_is_the_pod_name_and_a_fresh_suffix() -> None:

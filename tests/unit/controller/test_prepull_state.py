@@ -11,9 +11,10 @@ from typing import Any, cast
 import pytest
 
 from warmpool.api.resource import InferencePool
-from warmpool.controller.client import ApiError, KubeClient, ObjectRef
-from warmpool.controller.prepull import PrepullController
-from warmpool.controller.prepull_state import (
+from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef
+from warmpool.controller.kube.watch import WatchCache
+from warmpool.controller.prepull.reconcile import PrepullReconciler
+from warmpool.controller.prepull.state import (
     FINALIZER,
     NodeLabelPatch,
     PrepullPod,
@@ -264,16 +265,17 @@ class MemoryApi:
         pass
 
 
-def controller_with(api: MemoryApi) -> PrepullController:
-    controller = PrepullController(cast(KubeClient, api), retry_delay=0.01)
-    controller.observe_pool(None, api.pool)
-    return controller
+def controller_with(api: MemoryApi) -> tuple[PrepullReconciler, WatchCache]:
+    cache = WatchCache()
+    controller = PrepullReconciler(cast(KubeClient, api), cache)
+    cache.observe_pool(None, api.pool)
+    return controller, cache
 
 
 async def test_controller_labels_after_finalizer_then_an_idle_event_costs_nothing() -> None:
     body = pool_body()
     api = MemoryApi(body, ["gpu-0", "gpu-1"])
-    controller = controller_with(api)
+    controller, cache = controller_with(api)
     key = ("ml", "llama")
     label = prepull_node_label_key(*key)
     fingerprint = fingerprint_of(body)
@@ -290,7 +292,7 @@ async def test_controller_labels_after_finalizer_then_an_idle_event_costs_nothin
     # The pool's own echo (our writes coming back as an event) and a repeated pod event:
     # nothing to do, no request.
     api.calls.clear()
-    controller.observe_pool(None, api.pool)
+    cache.observe_pool(None, api.pool)
     controller.observe_pod(None, prepull_pod(body, "gpu-0", uid="a"))
     await controller.reconcile(key)
     assert api.calls == []
@@ -299,13 +301,13 @@ async def test_controller_labels_after_finalizer_then_an_idle_event_costs_nothin
 async def test_controller_pod_gone_unlabels_and_last_label_drops_finalizer() -> None:
     body = pool_body()
     api = MemoryApi(body, ["gpu-0", "gpu-1"])
-    controller = controller_with(api)
+    controller, cache = controller_with(api)
     key = ("ml", "llama")
     pods = [prepull_pod(body, node, uid=uid) for node, uid in (("gpu-0", "a"), ("gpu-1", "b"))]
     for pod in pods:
         controller.observe_pod(None, pod)
     await controller.reconcile(key)
-    controller.observe_pool(None, api.pool)
+    cache.observe_pool(None, api.pool)
 
     controller.observe_pod("DELETED", pods[0])
     await controller.reconcile(key)
@@ -313,12 +315,12 @@ async def test_controller_pod_gone_unlabels_and_last_label_drops_finalizer() -> 
     assert api.pool["status"]["cachedNodes"] == 1
 
     # Deletion: the last label goes, then the finalizer (and no status write for a dying pool).
-    controller.observe_pool(None, api.pool)
+    cache.observe_pool(None, api.pool)
     deleting = copy.deepcopy(api.pool)
     deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     deleting["metadata"]["resourceVersion"] = str(int(deleting["metadata"]["resourceVersion"]) + 1)
     api.pool = copy.deepcopy(deleting)
-    controller.observe_pool(None, deleting)
+    cache.observe_pool(None, deleting)
     api.calls.clear()
     await controller.reconcile(key)
     assert api.nodes == {"gpu-0": {}, "gpu-1": {}}
@@ -330,30 +332,32 @@ async def test_controller_retries_a_conflict_on_the_finalizer() -> None:
     body = pool_body()
     api = MemoryApi(body, ["gpu-0"])
     api.conflicts = 1
-    controller = controller_with(api)
+    controller, _ = controller_with(api)
     key = ("ml", "llama")
     controller.observe_pod(None, prepull_pod(body, "gpu-0", uid="a"))
     await controller.reconcile(key)
     assert api.nodes["gpu-0"] == {}  # nothing labelled without the finalizer
 
-    # The controller's own retry (kopf does not retry event handlers), bounded here.
-    await asyncio.wait_for(api.labelled.wait(), timeout=10)
+    # kopf does not retry event handlers: the refresh loop retries at the pool's next tick.
+    assert controller.needs_retry(key)
+    await controller.reconcile(key)
+    assert api.labelled.is_set()
     assert api.pool["metadata"]["finalizers"] == [FINALIZER]
-    await controller.close()
+    assert not controller.needs_retry(key)
 
 
 async def test_controller_restores_a_finalizer_removed_by_hand() -> None:
     body = pool_body()
     api = MemoryApi(body, ["gpu-0"])
-    controller = controller_with(api)
+    controller, cache = controller_with(api)
     key = ("ml", "llama")
     controller.observe_pod(None, prepull_pod(body, "gpu-0", uid="a"))
     await controller.reconcile(key)
-    controller.observe_pool(None, api.pool)
+    cache.observe_pool(None, api.pool)
     assert api.pool["metadata"]["finalizers"] == [FINALIZER]
 
     api.pool["metadata"]["finalizers"] = []
     api.pool["metadata"]["resourceVersion"] = "99"
-    controller.observe_pool(None, api.pool)
+    cache.observe_pool(None, api.pool)
     await controller.reconcile(key)
     assert api.pool["metadata"]["finalizers"] == [FINALIZER]

@@ -1,9 +1,10 @@
 """The pool's status from what the cluster reports (pure: no clock, no client).
 
-Inputs are the pool, its Deployment and its server pods (from the watch cache), the scaling
-decision and, when the spec cannot be served, the Degraded message. Conditions keep their
-lastTransitionTime while their status stays the same, and `status_patch` returns None when
-nothing changed, so an idle pool is never written.
+Inputs are the pool, its server pods (from the watch cache), the scaling decision (the policy's
+`Decision`, rendered here into status.scaling, desiredReplicas, scalerState and the
+MetricsAvailable condition) and, when the spec cannot be served, the Degraded message.
+Conditions keep their lastTransitionTime while their status stays the same, and `status_patch`
+returns None when nothing changed, so an idle pool is never written.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from warmpool.api.resource import POOL_LABEL, WARM_CONDITION
 from warmpool.api.status import (
     ColdStart,
     Condition,
@@ -25,12 +25,14 @@ from warmpool.api.status import (
     Phase,
     ScalingStatus,
 )
-from warmpool.controller.coldstart import condition_true
+from warmpool.contract import POOL_LABEL, WARM_CONDITION, ObjView
+from warmpool.controller.pool.coldstart import condition_true
+from warmpool.render.deployment import PREFETCH_CONTAINER
+from warmpool.scaling.policy import Decision
+from warmpool.scaling.state import lasting_part
 
-Obj = Mapping[str, Any]
 Status = Literal["True", "False", "Unknown"]
 
-PREFETCH_CONTAINER = "prefetch"
 MAX_MESSAGE = 1024
 
 
@@ -41,16 +43,6 @@ class ConditionValue:
     status: Status
     reason: str
     message: str = ""
-
-
-@dataclass(frozen=True)
-class ScalingOutcome:
-    """What the scaling decision contributes to status."""
-
-    desired_replicas: int
-    scaling: ScalingStatus
-    metrics: ConditionValue = ConditionValue("Unknown", "NotConfigured", "no Prometheus URL")
-    scaler_state: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,15 +63,15 @@ class StatusInputs:
     name: str
     generation: int
     warmup_enabled: bool
-    pods: Sequence[Obj]
+    pods: Sequence[ObjView]
     previous: InferencePoolStatus
     now: datetime
-    scaling: ScalingOutcome | None = None
+    scaling: Decision | None = None
     degraded: str | None = None
     last_cold_start: ColdStart | None = None
 
 
-def live_pods(pods: Sequence[Obj]) -> list[Obj]:
+def live_pods(pods: Sequence[ObjView]) -> list[ObjView]:
     """Pods that count: not terminating, not finished."""
     return [
         pod
@@ -89,12 +81,12 @@ def live_pods(pods: Sequence[Obj]) -> list[Obj]:
     ]
 
 
-def is_warm(pod: Obj, warmup_enabled: bool) -> bool:
+def is_warm(pod: ObjView, warmup_enabled: bool) -> bool:
     """Warm: the readiness gate is open (or, without warm-up, the pod is Ready)."""
     return condition_true(pod, WARM_CONDITION if warmup_enabled else "Ready")
 
 
-def count_pods(pods: Sequence[Obj], warmup_enabled: bool) -> PodCounts:
+def count_pods(pods: Sequence[ObjView], warmup_enabled: bool) -> PodCounts:
     live = live_pods(pods)
     return PodCounts(
         total=len(live),
@@ -119,14 +111,14 @@ def phase_of(counts: PodCounts, desired: int, degraded: bool) -> Phase:
     return Phase.PENDING
 
 
-def _prefetch_status(pod: Obj) -> Obj | None:
+def _prefetch_status(pod: ObjView) -> ObjView | None:
     for item in (pod.get("status") or {}).get("initContainerStatuses") or []:
         if item.get("name") == PREFETCH_CONTAINER:
             return dict(item)
     return None
 
 
-def _failure(container: Obj) -> str | None:
+def _failure(container: ObjView) -> str | None:
     """The termination message of a failed prefetch (current or last run)."""
     for state_key in ("state", "lastState"):
         terminated = (container.get(state_key) or {}).get("terminated") or {}
@@ -136,7 +128,7 @@ def _failure(container: Obj) -> str | None:
     return None
 
 
-def weights_cached(pods: Sequence[Obj]) -> ConditionValue:
+def weights_cached(pods: Sequence[ObjView]) -> ConditionValue:
     """WeightsCached from the prefetch init containers (the termination message on failure)."""
     live = live_pods(pods)
     if not live:
@@ -157,15 +149,46 @@ def weights_cached(pods: Sequence[Obj]) -> ConditionValue:
     return ConditionValue("False", "Prefetching", f"prefetch running on {len(live)} pods")
 
 
+def metrics_condition(decision: Decision | None) -> ConditionValue:
+    """MetricsAvailable: whether the decision could read the pool's traffic."""
+    if decision is None:
+        return ConditionValue("Unknown", "NotEvaluated", "no scaling decision yet")
+    if not decision.owned:
+        return ConditionValue("Unknown", "ExternalOwner", "replicas are set externally")
+    if decision.metrics_available:
+        return ConditionValue("True", "TrafficRead", "demand read from Prometheus")
+    return ConditionValue(
+        "False", "MetricsUnavailable", "traffic could not be read: see status.scaling.reason"
+    )
+
+
+def scaling_status(
+    decision: Decision, previous: InferencePoolStatus, now: datetime
+) -> ScalingStatus:
+    """status.scaling from the decision (the times it does not change are kept)."""
+    last_request = decision.state.last_request_at
+    return ScalingStatus(
+        owner="warmpool" if decision.owned else "external",
+        reason=decision.reason[:MAX_MESSAGE],
+        effective_warm_floor=decision.effective_floor,
+        observed_demand=decision.observed_demand,
+        last_scale_time=(
+            now
+            if decision.desired != previous.desired_replicas
+            else previous.scaling.last_scale_time
+        ),
+        last_request_time=(
+            datetime.fromtimestamp(last_request, UTC)
+            if last_request
+            else previous.scaling.last_request_time
+        ),
+    )
+
+
 def desired_conditions(
-    inputs: StatusInputs, counts: PodCounts, desired: int
+    inputs: StatusInputs, counts: PodCounts, desired: int, reason: str
 ) -> dict[ConditionType, ConditionValue]:
     warm, degraded = counts.warm, inputs.degraded
-    metrics = (
-        inputs.scaling.metrics
-        if inputs.scaling is not None
-        else ConditionValue("Unknown", "NotEvaluated", "no scaling decision yet")
-    )
     if warm >= 1:
         ready = ConditionValue("True", "Serving", f"{warm} warm replica(s) receive traffic")
     elif desired == 0:
@@ -178,7 +201,6 @@ def desired_conditions(
         warm_cond = ConditionValue("False", "NoReplicas", "desired replicas is 0")
     else:
         warm_cond = ConditionValue("False", "WarmingUp", f"{warm}/{desired} replicas warm")
-    reason = inputs.scaling.scaling.reason if inputs.scaling is not None else ""
     if desired == 0 and counts.total == 0:
         zero = ConditionValue("True", "ScaledToZero", reason or "desired replicas is 0")
     elif desired == 0:
@@ -194,7 +216,7 @@ def desired_conditions(
         ConditionType.WEIGHTS_CACHED: weights_cached(inputs.pods),
         ConditionType.WARM: warm_cond,
         ConditionType.SCALED_TO_ZERO: zero,
-        ConditionType.METRICS_AVAILABLE: metrics,
+        ConditionType.METRICS_AVAILABLE: metrics_condition(inputs.scaling),
         ConditionType.DEGRADED: degraded_cond,
     }
 
@@ -229,19 +251,21 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
     """The status the pool should have now."""
     previous = inputs.previous
     counts = count_pods(inputs.pods, inputs.warmup_enabled)
-    if inputs.scaling is not None and inputs.degraded is None:
-        desired = inputs.scaling.desired_replicas
-        scaling = inputs.scaling.scaling
-        scaler_state = inputs.scaling.scaler_state
+    decision = inputs.scaling
+    scaler_state: dict[str, Any] | None
+    if decision is not None and inputs.degraded is None:
+        desired = decision.desired
+        scaling = scaling_status(decision, previous, inputs.now)
+        scaler_state = decision.state.to_dict()
+        reason = decision.reason
     else:  # a Degraded pool keeps its last decision: nothing is applied while it is Degraded
         desired = previous.desired_replicas
         scaling = previous.scaling
         scaler_state = previous.scaler_state
-    if scaler_state is None:
-        scaler_state = previous.scaler_state
+        reason = ""
     conditions = merge_conditions(
         previous.conditions,
-        desired_conditions(inputs, counts, desired),
+        desired_conditions(inputs, counts, desired, reason),
         now=inputs.now,
         generation=inputs.generation,
     )
@@ -270,8 +294,8 @@ def parse_status(raw: Mapping[str, Any] | None) -> InferencePoolStatus:
         return InferencePoolStatus()
 
 
-#: Status fields other writers own: kopf's progress, and cachedNodes (the pre-pull controller,
-#: controller/prepull.py). This module's patches never carry them, so the writers never race.
+#: Status fields other writers own: kopf's progress, and cachedNodes (the pre-pull reconciler,
+#: controller/prepull/). This module's patches never carry them, so the writers never race.
 FOREIGN_FIELDS = frozenset({"kopf", "cachedNodes"})
 
 
@@ -282,23 +306,15 @@ def dump_status(status: InferencePoolStatus) -> dict[str, Any]:
     return dumped
 
 
-#: Keys of `status.scalerState` that change on every evaluation (the time of the evaluation, of
-#: the last unknown sample, the stabilization window's entries). They alone are no reason to
-#: write: the operator keeps the live state in memory and persists it with the next real change;
-#: a restart resumes from a slightly older state, which the policy treats as safe.
-SCALER_STATE_VOLATILE = frozenset({"lastEvalAt", "lastUnknownAt", "lastColdAt", "recommendations"})
-
-
 _NUMBER = re.compile(r"\d+(\.\d+)?")
 
 
 def _comparable(status: InferencePoolStatus) -> InferencePoolStatus:
     """The status as compared for "did it change": without kopf's part, the volatile keys of
-    scalerState, and the numbers in the scaling reason ("idle 35s < ..." grows every tick; the
-    wording changes only with the decision, and the numbers are refreshed with the next write)."""
-    state = status.scaler_state
-    if state is not None:
-        state = {k: v for k, v in state.items() if k not in SCALER_STATE_VOLATILE}
+    scalerState (`scaling.state.VOLATILE_KEYS`), and the numbers in the scaling reason ("idle
+    35s < ..." grows every tick; the wording changes only with the decision, and the numbers
+    are refreshed with the next write)."""
+    state = lasting_part(status.scaler_state)
     scaling = status.scaling.model_copy(update={"reason": _NUMBER.sub("#", status.scaling.reason)})
     return status.model_copy(
         update={"kopf": None, "scaler_state": state, "scaling": scaling, "cached_nodes": 0}

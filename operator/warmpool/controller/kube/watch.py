@@ -1,10 +1,11 @@
-"""What the operator's watches have seen: pools, their Deployments and server pods, and the
-activator's endpoints.
+"""The watch cache: what the operator's watches have seen of pools, their Deployments and server
+pods, and the activator's endpoints (an informer's store, in client-go's terms).
 
 kopf watches these kinds anyway (the handlers need the streams); keeping the last object of each
-here lets a pool be refreshed with zero reads. Objects are slimmed to the fields the operator
-uses, deep-copied (kopf's bodies are live views), and replaced only by a newer resourceVersion,
-so a write's response and a late watch event cannot overwrite each other out of order.
+here lets a pool be refreshed with zero reads, by either reconciler. Objects are slimmed to the
+fields the operator uses, deep-copied (kopf's bodies are live views), and replaced only by a
+newer resourceVersion, so a write's response and a late watch event cannot overwrite each other
+out of order.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from warmpool.api.resource import POOL_LABEL
+from warmpool.contract import Obj, PoolKey, owner_pool_key, pool_key
+from warmpool.render.deployment import server_deployment_name
 from warmpool.render.labels import SPEC_HASH_ANNOTATION
 
-Obj = dict[str, Any]
-PoolKey = tuple[str, str]
-
+#: The type of a watch event that removed its object.
 DELETED = "DELETED"
 
 
@@ -36,15 +36,6 @@ def is_newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) ->
     """Whether `candidate` may replace `current` (unknown versions: yes, latest wins)."""
     new, old = resource_version(candidate), resource_version(current)
     return new is None or old is None or new >= old
-
-
-def pool_key_of(obj: Mapping[str, Any]) -> PoolKey | None:
-    """The pool a child belongs to, from its `warmpool.dev/pool` label."""
-    meta = obj.get("metadata") or {}
-    pool = (meta.get("labels") or {}).get(POOL_LABEL)
-    if not pool:
-        return None
-    return (str(meta.get("namespace") or "default"), str(pool))
 
 
 def slim_pod(pod: Mapping[str, Any]) -> Obj:
@@ -121,7 +112,7 @@ class Endpoint:
     ports: tuple[tuple[str, int], ...]
 
 
-class ClusterCache:
+class WatchCache:
     """The latest pools, Deployments, server pods and activator EndpointSlices seen."""
 
     def __init__(self) -> None:
@@ -134,8 +125,7 @@ class ClusterCache:
 
     # pools
     def observe_pool(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey:
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+        key = pool_key(body)
         if event_type == DELETED:
             self._pools.pop(key, None)
         elif is_newer(body, self._pools.get(key)):
@@ -152,7 +142,7 @@ class ClusterCache:
     def observe_deployment(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey | None:
         """Remember a pool's Deployment; the pool's key when it is the pool's server Deployment
         (whose changes are news for the pool's status), else None."""
-        key = pool_key_of(body)
+        key = owner_pool_key(body)
         if key is None:
             return None
         name = str((body.get("metadata") or {}).get("name"))
@@ -161,11 +151,11 @@ class ClusterCache:
             self._deployments.pop(where, None)
         elif is_newer(body, self._deployments.get(where)):
             self._deployments[where] = slim_deployment(body)
-        return key if name == key[1] else None
+        return key if name == server_deployment_name(key.name) else None
 
     def deployment(self, key: PoolKey) -> Obj | None:
-        """The pool's server Deployment (named like the pool)."""
-        return self._deployments.get(key)
+        """The pool's server Deployment."""
+        return self._deployments.get((key[0], server_deployment_name(key[1])))
 
     def deployment_named(self, namespace: str, name: str) -> Obj | None:
         """Any pool-labelled Deployment (e.g. `<pool>-headroom`); None when none was seen."""
@@ -173,7 +163,7 @@ class ClusterCache:
 
     # pods
     def observe_pod(self, event_type: str | None, body: Mapping[str, Any]) -> PoolKey | None:
-        key = pool_key_of(body)
+        key = owner_pool_key(body)
         if key is None:
             return None
         name = str((body.get("metadata") or {}).get("name"))

@@ -23,11 +23,9 @@ import kopf
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
-from warmpool.api.resource import API_VERSION, KIND, PLURAL
+from warmpool.contract import API_VERSION, KIND, PLURAL, Obj
 
 logger = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 FIELD_MANAGER = "warmpool"
 APPLY_PATCH = "application/apply-patch+yaml"

@@ -14,66 +14,38 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from warmpool.api.resource import InferencePool
-from warmpool.api.status import ColdStart, InferencePoolStatus, Phase
-from warmpool.controller.apply import Applier, spec_hash
-from warmpool.controller.cache import ClusterCache, PoolKey
-from warmpool.controller.client import ApiError, KubeClient, ObjectRef, pool_ref
-from warmpool.controller.coldstart import describe, new_cold_starts
-from warmpool.controller.decide import apply_wake, external_outcome, floor_outcome
-from warmpool.controller.events import EventRecorder
+from warmpool.api.status import InferencePoolStatus, Phase
+from warmpool.contract import Obj, PoolKey
+from warmpool.controller.kube.apply import Applier, spec_hash
+from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef, pool_ref
+from warmpool.controller.kube.events import EventRecorder
+from warmpool.controller.kube.watch import WatchCache
 from warmpool.controller.metrics import OperatorMetrics
-from warmpool.controller.settings import OperatorSettings
-from warmpool.controller.status import (
-    ScalingOutcome,
+from warmpool.controller.pool.coldstart import new_cold_starts
+from warmpool.controller.pool.report import Reporter
+from warmpool.controller.pool.status import (
     StatusInputs,
     compute_status,
     count_pods,
     parse_status,
     status_patch,
 )
-from warmpool.controller.validate import Invalid, validate_pool
-from warmpool.render.children import build_children
+from warmpool.controller.pool.validate import Invalid, validate_pool
+from warmpool.controller.settings import OperatorSettings
+from warmpool.render.children import build_children, optional_children
 from warmpool.render.common import RenderError
-from warmpool.render.config import RenderConfig
 from warmpool.render.endpoints import ActivatorEndpoints
 from warmpool.render.service import ServiceMode
+from warmpool.scaling.service import Scaler
 
-logger = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 Trigger = Literal["create", "update", "resume", "wake", "tick", "observe"]
-
-#: Children that exist only for some specs or modes, deleted when no longer rendered.
-OPTIONAL_CHILDREN: tuple[tuple[str, str, str], ...] = (
-    ("discovery.k8s.io/v1", "EndpointSlice", "{pool}-activator"),
-    ("apps/v1", "DaemonSet", "{pool}-prepull"),
-    ("apps/v1", "Deployment", "{pool}-headroom"),
-)
-
-
-class ScalingFn(Protocol):
-    """Decides a pool's replicas (the policy scaler, or the built-in floor without it)."""
-
-    async def decide(
-        self,
-        pool: InferencePool,
-        previous: InferencePoolStatus,
-        now: datetime,
-        trigger: str,
-        *,
-        current_replicas: int,
-        ready_replicas: int,
-    ) -> ScalingOutcome: ...
-
-    def forget(self, key: PoolKey) -> None: ...
 
 
 class ChildRejected(Exception):
@@ -89,37 +61,11 @@ class SyncResult:
     writes: int = 0
 
 
-class FloorScaler:
-    """The decision without the policy: spec.replicas when set, else the warm floor (+ wake)."""
-
-    async def decide(
-        self,
-        pool: InferencePool,
-        previous: InferencePoolStatus,
-        now: datetime,
-        trigger: str,
-        *,
-        current_replicas: int,
-        ready_replicas: int,
-    ) -> ScalingOutcome:
-        del trigger, current_replicas, ready_replicas
-        if pool.spec.replicas is not None:
-            return external_outcome(pool, previous, now)
-        return floor_outcome(pool, previous, now)
-
-    def forget(self, key: PoolKey) -> None:
-        del key
-
-
 def service_mode(warm_replicas: int, settings: OperatorSettings) -> ServiceMode:
     """`direct` with a warm replica or without an activator; else route to the activator."""
     if warm_replicas >= 1 or settings.activator is None:
         return "direct"
     return "activator"
-
-
-def render_config(settings: OperatorSettings) -> RenderConfig:
-    return RenderConfig(agent_image=settings.agent_image)
 
 
 class Reconciler:
@@ -130,23 +76,23 @@ class Reconciler:
         *,
         settings: OperatorSettings,
         client: KubeClient,
-        cache: ClusterCache,
+        cache: WatchCache,
+        applier: Applier,
         metrics: OperatorMetrics,
         events: EventRecorder,
-        scaling: ScalingFn | None = None,
+        scaler: Scaler,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
         self._client = client
         self._cache = cache
+        self._applier = applier
         self._metrics = metrics
-        self._events = events
-        self._scaling: ScalingFn = scaling if scaling is not None else FloorScaler()
+        self._reporter = Reporter(events, metrics)
+        self._scaler = scaler
         self._clock = clock
-        self._applier = Applier(client)
-        self._render_config = render_config(settings)
+        self._render_config = settings.render_config()
         self._locks: dict[PoolKey, asyncio.Lock] = {}
-        self._phases: dict[PoolKey, str] = {}
         # Per pool: the signature of the last render's inputs and what it applied. A refresh
         # with the same inputs whose children are all still as applied skips rendering (37% of
         # an idle sync's CPU: 1,000 pools are refreshed every scaling interval).
@@ -157,23 +103,18 @@ class Reconciler:
         self._rejected: dict[PoolKey, tuple[str, str]] = {}
 
     @property
-    def cache(self) -> ClusterCache:
-        return self._cache
-
-    @property
     def applier(self) -> Applier:
-        """What knows the children's live spec-hashes (primed by LIST at startup)."""
+        """What knows the children's live spec-hashes (shared with the runtime's re-LIST)."""
         return self._applier
 
     def forget(self, key: PoolKey) -> None:
-        """A pool is gone: drop its lock, remembered children and phase."""
+        """A pool is gone: drop its lock, remembered children, decision and phase."""
         self._locks.pop(key, None)
-        self._phases.pop(key, None)
         self._applied.pop(key, None)
         self._rejected.pop(key, None)
         self._applier.forget(*key)
-        self._scaling.forget(key)
-        self._metrics.set_pool_phases(self._phases.values())
+        self._scaler.forget(key)
+        self._reporter.forget(key)
 
     async def sync(
         self, key: PoolKey, trigger: Trigger, body: Mapping[str, Any] | None = None
@@ -225,18 +166,19 @@ class Reconciler:
         counts = count_pods(pods, pool.spec.warmup.enabled)
         deployment = self._cache.deployment(key)
         current = (deployment or {}).get("spec", {}).get("replicas")
-        decision = await self._scaling.decide(
+        last_cold = previous.last_cold_start
+        decision = await self._scaler.decision_for(
             pool,
-            previous,
+            previous.scaler_state,
             now,
             trigger,
             current_replicas=int(current) if current is not None else previous.desired_replicas,
             ready_replicas=counts.warm,
+            cold_start_seconds=last_cold.total_seconds if last_cold is not None else None,
         )
-        decision = apply_wake(decision, pool, now)
         mode = service_mode(counts.warm, self._settings)
         endpoints = self._activator_endpoints() if mode == "activator" else None
-        signature = render_signature(body, decision.desired_replicas, mode, endpoints)
+        signature = render_signature(body, decision.desired, mode, endpoints)
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == signature:
             raise ChildRejected(rejected[1])  # nothing the render reads has changed since
@@ -246,7 +188,7 @@ class Reconciler:
             children = build_children(
                 pool,
                 self._render_config,
-                replicas=decision.desired_replicas,
+                replicas=decision.desired,
                 service_mode=mode,
                 activator_endpoints=endpoints,
             )
@@ -271,7 +213,7 @@ class Reconciler:
             )
         )
         writes += await self._write_status(key, body, status)
-        await self._report(body, previous, status, cold_starts)
+        await self._reporter.report(body, previous, status, cold_starts)
         return SyncResult(phase=status.phase, writes=writes)
 
     async def _degrade(
@@ -298,7 +240,7 @@ class Reconciler:
             )
         )
         writes = await self._write_status(key, body, status)
-        await self._report(body, previous, status, [])
+        await self._reporter.report(body, previous, status, [])
         return SyncResult(phase=status.phase, invalid=invalid.message, writes=writes)
 
     def _children_current(self, key: PoolKey, signature: str) -> bool:
@@ -343,8 +285,7 @@ class Reconciler:
                 if error.status in (400, 422):  # the apiserver refuses what the spec rendered to
                     raise ChildRejected(f"{kind} {name} rejected: {error.message}") from error
                 raise
-        for api_version, kind, pattern in OPTIONAL_CHILDREN:
-            name = pattern.format(pool=pool.metadata.name)
+        for api_version, kind, name in optional_children(pool):
             if (kind, name) in rendered:
                 continue
             ref = ObjectRef(api_version, kind, name, pool.metadata.namespace)
@@ -369,78 +310,6 @@ class Reconciler:
             raise
         self._cache.observe_pool(None, result)
         return 1
-
-    async def _report(
-        self,
-        body: Obj,
-        previous: InferencePoolStatus,
-        status: InferencePoolStatus,
-        cold_starts: list[ColdStart],
-    ) -> None:
-        """Events and metrics for what changed between `previous` and `status`."""
-        meta = body.get("metadata") or {}
-        key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
-        if self._phases.get(key) != status.phase.value:
-            # Re-counted only on a change: counting every pool on every refresh was O(pools²)
-            # per tick.
-            self._phases[key] = status.phase.value
-            self._metrics.set_pool_phases(self._phases.values())
-        for cold_start in cold_starts:
-            self._metrics.observe_cold_start(cold_start)
-            await self._events.post(
-                body, type="Normal", reason="ColdStart", action="Warm", note=describe(cold_start)
-            )
-        if status.desired_replicas != previous.desired_replicas and status.phase != Phase.DEGRADED:
-            direction = "up" if status.desired_replicas > previous.desired_replicas else "down"
-            self._metrics.scale_decisions.labels(direction=direction).inc()
-            await self._events.post(
-                body,
-                type="Normal",
-                reason="Scaled",
-                action="Scale",
-                note=(
-                    f"desired replicas {previous.desired_replicas} -> {status.desired_replicas}: "
-                    f"{status.scaling.reason} (owner {status.scaling.owner})"
-                ),
-            )
-        degraded = _condition_message(status, "Degraded")
-        was_degraded = _condition_message(previous, "Degraded")
-        if degraded is not None and degraded != was_degraded:
-            await self._events.post(
-                body, type="Warning", reason="Degraded", action="Validate", note=degraded
-            )
-        # A pool's first status is no transition (its "previous" phase is only the default):
-        # posting one anyway was 1 of ~9 writes per new pool (benchmarks/scale.py).
-        if status.phase != previous.phase and previous.conditions:
-            await self._events.post(
-                body,
-                type="Warning" if status.phase == Phase.DEGRADED else "Normal",
-                reason="PhaseChanged",
-                action="Observe",
-                note=f"phase {previous.phase.value} -> {status.phase.value}",
-            )
-        # Traffic became unreadable (Prometheus down): the scaler now holds replicas instead of
-        # following demand; say so once, on the True -> False edge (a pool that never had
-        # metrics, e.g. no --prometheus-url, gets no Event). Found by tests/e2e/test_faults.py.
-        if (
-            _condition_status(previous, "MetricsAvailable") == "True"
-            and _condition_status(status, "MetricsAvailable") == "False"
-        ):
-            await self._events.post(
-                body,
-                type="Warning",
-                reason="MetricsUnavailable",
-                action="Scale",
-                note=(
-                    f"traffic unreadable, replicas held at {status.desired_replicas}: "
-                    f"{status.scaling.reason}"
-                )[:1024],
-            )
-
-
-def _condition_status(status: InferencePoolStatus, kind: str) -> str | None:
-    """The status ("True", "False", "Unknown") of the condition `kind`, None when absent."""
-    return next((item.status for item in status.conditions if item.type == kind), None)
 
 
 AppliedChild = tuple[str, str, str | None, int | None]
@@ -473,15 +342,3 @@ def render_signature(
     ]
     encoded = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()
-
-
-def _condition_message(status: InferencePoolStatus, kind: str) -> str | None:
-    """The message of a True condition of `kind`, else None."""
-    for item in status.conditions:
-        if item.type == kind and item.status == "True":
-            return item.message
-    return None
-
-
-def transient(error: BaseException) -> bool:
-    return isinstance(error, ApiError) and error.transient

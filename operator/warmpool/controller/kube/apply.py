@@ -26,14 +26,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from warmpool.controller.cache import is_newer, resource_version
-from warmpool.controller.client import ApiError, KubeClient, ObjectRef
+from warmpool.contract import Obj
+from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef
+from warmpool.controller.kube.watch import is_newer, resource_version
 from warmpool.render.children import CHILD_KINDS
 from warmpool.render.labels import MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION, content_hash
 
 logger = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 #: Kinds of children learnt by LIST: all but Deployments, which come from the watch cache.
 PRIMED_KINDS = tuple((version, kind) for version, kind in CHILD_KINDS if kind != "Deployment")

@@ -11,8 +11,8 @@ moment IT first saw the record change (its own monotonic clock), as client-go do
 the `renewTime` another machine wrote. Writes use the Lease's resourceVersion (optimistic
 concurrency), so of two candidates that race for an expired Lease only one update succeeds.
 
-The decision (`decide`, `next_record`, `released`) is pure; `LeaderElector` is the thin loop that
-reads and writes through a `LeaseStore`.
+The decision (`next_action`, `next_record`, `released`) is pure; `LeaderElector` is the thin
+loop that reads and writes through a `LeaseStore`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from warmpool.controller.client import ApiError
+from warmpool.contract import Obj, format_micro_time, parse_time
+from warmpool.controller.kube.client import ApiError
 
 logger = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Clock = Callable[[], float]
 WallClock = Callable[[], datetime]
 
@@ -43,17 +43,6 @@ RELEASED_LEASE_SECONDS = 1
 
 
 # ---- the record ------------------------------------------------------------------------------
-
-
-def format_micro_time(value: datetime) -> str:
-    """Kubernetes MicroTime: RFC 3339 in UTC with microseconds."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_micro_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @dataclass(frozen=True)
@@ -73,8 +62,8 @@ class LeaseRecord:
         return cls(
             holder=str(spec.get("holderIdentity") or ""),
             lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
-            acquire_time=parse_micro_time(spec.get("acquireTime")),
-            renew_time=parse_micro_time(spec.get("renewTime")),
+            acquire_time=parse_time(spec.get("acquireTime")),
+            renew_time=parse_time(spec.get("renewTime")),
             transitions=int(spec.get("leaseTransitions") or 0),
         )
 
@@ -135,7 +124,9 @@ def expires_at(observation: Observation, default_duration: float) -> float:
     return observation.observed_at + duration
 
 
-def decide(observation: Observation, identity: str, now: float, default_duration: float) -> Action:
+def next_action(
+    observation: Observation, identity: str, now: float, default_duration: float
+) -> Action:
     """May `identity` take or renew the Lease at local time `now`?"""
     record = observation.record
     if record is None:
@@ -269,7 +260,7 @@ class LeaderElector:
             version = str(lease["metadata"]["resourceVersion"])
             self._observation = observe(self._observation, record, version, now)
         observation = self._observation
-        action = decide(observation, self.identity, now, self._timings.lease_duration)
+        action = next_action(observation, self.identity, now, self._timings.lease_duration)
         if action is Action.WAIT:
             return False
         wanted = next_record(

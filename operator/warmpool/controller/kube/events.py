@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from warmpool.api.resource import API_VERSION, KIND
-from warmpool.controller.client import ApiError, KubeClient
+from warmpool.contract import API_VERSION, KIND, format_micro_time
+from warmpool.controller.kube.client import ApiError, KubeClient
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def build_event(
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
         "metadata": {"name": f"{name}.{suffix}", "namespace": namespace},
-        "eventTime": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "eventTime": format_micro_time(now),
         "reportingController": REPORTING_CONTROLLER,
         "reportingInstance": instance[:128],
         "action": action,

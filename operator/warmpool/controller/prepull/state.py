@@ -20,8 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from warmpool.api.resource import GROUP, InferencePool
-from warmpool.controller.validate import validate_pool
+from warmpool.api.resource import InferencePool
+from warmpool.contract import GROUP, ObjView, PoolKey, pool_key
+from warmpool.controller.pool.coldstart import condition_true
+from warmpool.controller.pool.validate import validate_pool
 from warmpool.render.labels import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
@@ -31,9 +33,6 @@ from warmpool.render.labels import (
     model_fingerprint,
     prepull_node_label_key,
 )
-
-Obj = Mapping[str, Any]
-PoolKey = tuple[str, str]
 
 #: Kept on a pool while any node carries its pre-pull label, so deleting the pool (or turning
 #: pre-pull off while the operator is down) never leaves labels that attract nothing.
@@ -58,7 +57,7 @@ class PrepullPod:
         return self.ready and self.node is not None and self.fingerprint is not None
 
 
-def prepull_pod_key(pod: Obj) -> PoolKey | None:
+def prepull_pod_key(pod: ObjView) -> PoolKey | None:
     """The pool a pre-pull pod belongs to (`app.kubernetes.io/instance` in its namespace), or
     None when the pod is not a warmpool pre-pull pod."""
     meta = pod.get("metadata") or {}
@@ -68,17 +67,10 @@ def prepull_pod_key(pod: Obj) -> PoolKey | None:
     pool = labels.get(INSTANCE_LABEL)
     if not pool:
         return None
-    return (str(meta.get("namespace") or "default"), str(pool))
+    return PoolKey(str(meta.get("namespace") or "default"), str(pool))
 
 
-def _condition_true(pod: Obj, kind: str) -> bool:
-    for item in (pod.get("status") or {}).get("conditions") or []:
-        if item.get("type") == kind:
-            return str(item.get("status")) == "True"
-    return False
-
-
-def parse_prepull_pod(pod: Obj) -> PrepullPod:
+def parse_prepull_pod(pod: ObjView) -> PrepullPod:
     """The pod's node, fingerprint and readiness; a terminating pod counts as not Ready (its
     copy may be evicted as soon as the pause container stops holding it)."""
     meta = pod.get("metadata") or {}
@@ -88,7 +80,7 @@ def parse_prepull_pod(pod: Obj) -> PrepullPod:
     ready = (
         meta.get("deletionTimestamp") is None
         and (pod.get("status") or {}).get("phase") == "Running"
-        and _condition_true(pod, "Ready")
+        and condition_true(pod, "Ready")
     )
     return PrepullPod(
         uid=str(meta.get("uid") or meta.get("name") or ""),
@@ -116,10 +108,10 @@ class PoolView:
     """status.cachedNodes as the pool holds it (None when unset)."""
 
 
-def pool_view(body: Obj) -> PoolView:
+def pool_view(body: ObjView) -> PoolView:
     """Parse a pool body (a watch event's object) into a PoolView."""
     meta = body.get("metadata") or {}
-    key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
+    key = pool_key(body)
     deleting = meta.get("deletionTimestamp") is not None
     cached = (body.get("status") or {}).get("cachedNodes")
     fingerprint: str | None = None
@@ -154,7 +146,7 @@ def desired_node_labels(pods: Iterable[PrepullPod], fingerprint: str | None) -> 
     }
 
 
-def observed_node_labels(nodes: Iterable[Obj], label_key: str) -> dict[str, str]:
+def observed_node_labels(nodes: Iterable[ObjView], label_key: str) -> dict[str, str]:
     """Node -> value of `label_key`, for the nodes that carry it."""
     found: dict[str, str] = {}
     for node in nodes:

@@ -7,8 +7,8 @@ Phases, from what the pod itself reports:
   verified; with the warm-up program as a native sidecar, Initialized also waits for it to
   start, which takes milliseconds)
 - server start: Initialized -> Triton ready, from `serverReadyAt=` in the warm gate condition's
-  message (the warm-up sidecar writes it; see docs/warmup.md), else ContainersReady's
-  lastTransitionTime
+  message (the warm-up sidecar writes it; the format is `warmpool.contract`'s), else
+  ContainersReady's lastTransitionTime
 - warm-up: Triton ready -> warm, from `warmAt=` in that message when present (sub-second), else the
   gate condition's lastTransitionTime (whole seconds)
 
@@ -18,52 +18,28 @@ up to a second; negative spans are clamped to 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
-from warmpool.api.resource import WARM_CONDITION
 from warmpool.api.status import ColdStart
-
-Obj = Mapping[str, Any]
-
-#: Phases of a cold start, as the `phase` label of warmpool_cold_start_seconds.
-PHASES = ("total", "scheduling", "prefetch", "server_start", "warmup")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 time (`Z` or offset, optional fraction) as an aware datetime; None if absent
-    or unreadable."""
-    if not value or not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+from warmpool.contract import (
+    SERVER_READY_AT,
+    WARM_AT,
+    WARM_CONDITION,
+    ObjView,
+    parse_gate_message,
+    parse_time,
+)
 
 
-def parse_gate_message(message: str) -> dict[str, str]:
-    """`key=value` pairs separated by spaces (the warm gate's message); other words ignored."""
-    pairs: dict[str, str] = {}
-    for word in message.split():
-        key, sep, value = word.partition("=")
-        if sep and key:
-            pairs[key] = value
-    return pairs
-
-
-def condition(pod: Obj, kind: str) -> Obj | None:
+def condition(pod: ObjView, kind: str) -> ObjView | None:
     for item in (pod.get("status") or {}).get("conditions") or []:
         if item.get("type") == kind:
             return dict(item)
     return None
 
 
-def condition_true(pod: Obj, kind: str) -> bool:
+def condition_true(pod: ObjView, kind: str) -> bool:
     found = condition(pod, kind)
     return found is not None and found.get("status") == "True"
 
@@ -72,16 +48,16 @@ def _since(start: datetime, end: datetime) -> float:
     return max(0.0, round((end - start).total_seconds(), 3))
 
 
-def warm_time(pod: Obj) -> datetime | None:
+def warm_time(pod: ObjView) -> datetime | None:
     """When the pod became warm (gate True), or None while it is not."""
     gate = condition(pod, WARM_CONDITION)
     if gate is None or gate.get("status") != "True":
         return None
-    fields = parse_gate_message(str(gate.get("message") or ""))
-    return parse_time(fields.get("warmAt")) or parse_time(gate.get("lastTransitionTime"))
+    fields, _ = parse_gate_message(str(gate.get("message") or ""))
+    return parse_time(fields.get(WARM_AT)) or parse_time(gate.get("lastTransitionTime"))
 
 
-def pod_cold_start(pod: Obj) -> ColdStart | None:
+def pod_cold_start(pod: ObjView) -> ColdStart | None:
     """The cold start of a warm pod; None while the pod is not warm or lacks the times."""
     meta = pod.get("metadata") or {}
     created = parse_time(meta.get("creationTimestamp"))
@@ -94,8 +70,8 @@ def pod_cold_start(pod: Obj) -> ColdStart | None:
     ready_cond = condition(pod, "ContainersReady")
     scheduled = parse_time((scheduled_cond or {}).get("lastTransitionTime")) or created
     initialized = parse_time((initialized_cond or {}).get("lastTransitionTime")) or scheduled
-    fields = parse_gate_message(str(gate.get("message") or ""))
-    server_ready = parse_time(fields.get("serverReadyAt"))
+    fields, _ = parse_gate_message(str(gate.get("message") or ""))
+    server_ready = parse_time(fields.get(SERVER_READY_AT))
     if server_ready is None and ready_cond is not None and ready_cond.get("status") == "True":
         server_ready = parse_time(ready_cond.get("lastTransitionTime"))
     if server_ready is None:
@@ -120,7 +96,7 @@ def finished_at(cold_start: ColdStart) -> datetime:
     return cold_start.started_at + timedelta(seconds=cold_start.total_seconds)
 
 
-def new_cold_starts(pods: Iterable[Obj], last: ColdStart | None) -> list[ColdStart]:
+def new_cold_starts(pods: Iterable[ObjView], last: ColdStart | None) -> list[ColdStart]:
     """Cold starts that ended after `last` (the one already reported), oldest first.
 
     The watermark is the end of the last reported cold start, which the pool's status keeps, so

@@ -15,8 +15,9 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client as k8s
 
-from warmpool.controller.client import ApiError
-from warmpool.controller.leader import LeaseConflictError, Obj
+from warmpool.contract import Obj
+from warmpool.controller.ha.leader import LeaseConflictError
+from warmpool.controller.kube.client import ApiError
 
 API_VERSION = "coordination.k8s.io/v1"
 #: Seconds one Lease request may take; the elector bounds it further by its renew deadline.
