@@ -55,11 +55,17 @@ class MemoryApi:
     ) -> dict[str, Any]:
         self.calls.append((f"patch/{subresource}" if subresource else "patch", ref.kind))
         current = self.objects[self._key(ref)]
-        current["status"] = {
-            k: v
-            for k, v in {**current.get("status", {}), **patch["status"]}.items()
-            if v is not None
-        }
+        for part in ("status",):
+            if part in patch:
+                current[part] = {
+                    k: v
+                    for k, v in {**current.get(part, {}), **patch[part]}.items()
+                    if v is not None
+                }
+        if "annotations" in patch.get("metadata", {}):
+            meta = current["metadata"]
+            merged = {**meta.get("annotations", {}), **patch["metadata"]["annotations"]}
+            meta["annotations"] = {k: v for k, v in merged.items() if v is not None}
         return self._store(current)
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +107,15 @@ async def test_first_sync_applies_children_and_status_then_nothing() -> None:
     result = await reconciler.sync(("ml", "llama"), "create")
     assert result.invalid is None
     applied = [kind for verb, kind in api.writes() if verb == "apply"]
-    assert applied == ["ServiceAccount", "RoleBinding", "Service", "Service", "Deployment"]
+    # the PodDisruptionBudget: the default warm floor is 1
+    assert applied == [
+        "ServiceAccount",
+        "RoleBinding",
+        "Service",
+        "Service",
+        "PodDisruptionBudget",
+        "Deployment",
+    ]
     assert ("patch/status", "InferencePool") in api.writes()
     deployment = api.objects[("Deployment", "ml", "llama")]
     assert deployment["spec"]["replicas"] == 1

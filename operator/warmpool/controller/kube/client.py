@@ -40,6 +40,7 @@ PLURALS: Mapping[str, str] = {
     "ServiceAccount": "serviceaccounts",
     "RoleBinding": "rolebindings",
     "EndpointSlice": "endpointslices",
+    "PodDisruptionBudget": "poddisruptionbudgets",
     "ConfigMap": "configmaps",
     "Pod": "pods",
     "Event": "events",

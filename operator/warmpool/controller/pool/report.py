@@ -26,6 +26,12 @@ class Reporter:
         self._phases.pop(key, None)
         self._metrics.set_pool_phases(self._phases.values())
 
+    async def drift(self, body: Obj, note: str) -> None:
+        """A child was edited by hand and put back (Warning: someone's change was undone)."""
+        await self._events.post(
+            body, type="Warning", reason="DriftReverted", action="Apply", note=note[:1024]
+        )
+
     async def report(
         self,
         body: Obj,
