@@ -48,6 +48,7 @@ __all__ = [
     "free_port",
     "prometheus_binary",
     "require_prometheus",
+    "require_promtool",
     "static_job",
     "wait_for",
 ]
@@ -70,6 +71,17 @@ def require_prometheus() -> str:
     if binary is None:
         component_unavailable("prometheus", "no prometheus binary (hack/install-prometheus.sh)")
         raise AssertionError("unreachable")  # component_unavailable always raises
+    return binary
+
+
+def require_promtool() -> str:
+    """`promtool` of the same Prometheus install (the Debian package ships both)."""
+    binary = shutil.which("promtool") or (
+        "/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None
+    )
+    if binary is None:
+        component_unavailable("promtool", "no promtool binary (hack/install-prometheus.sh)")
+        raise AssertionError("unreachable")
     return binary
 
 

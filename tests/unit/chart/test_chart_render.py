@@ -24,7 +24,7 @@ from chart_support import (
 )
 
 # Kinds from prometheus-operator: validated against its CRDs, not the Kubernetes schemas.
-MONITORING_KINDS = {"ServiceMonitor", "PodMonitor"}
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 ACTIVATOR = f"{FULLNAME}-activator"
 
 
