@@ -181,7 +181,13 @@ class Reconciler:
         )
         mode = service_mode(counts.warm, self._settings)
         endpoints = self._activator_endpoints() if mode == "activator" else None
-        floor = decision.effective_floor
+        # The disruption budget's floor: the scaler's, or under an external owner (spec.replicas)
+        # the spec's warm floor within the replicas it set.
+        floor = (
+            decision.effective_floor
+            if decision.owned
+            else min(pool.spec.scaling.warm_floor, decision.desired)
+        )
         signature = render_signature(body, decision.desired, mode, endpoints, floor)
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == signature:
