@@ -131,8 +131,18 @@ def test_the_alerts_fire_on_the_operators_own_series(
         for name, value in new.items()
         if name.startswith(("warmpool_cold_start", "warmpool_pool_condition"))
     ]
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups(all_on_objects)}))
+    groups = rule_groups(all_on_objects)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     alert = {"severity": "warning", "namespace": "ml"}
+    rules = {r["alert"]: r for g in groups for r in g["rules"]}
+
+    def annotations(name: str, pool: str) -> dict[str, str]:
+        """The rule's annotations with the pool's labels filled in (these have no $value)."""
+        return {
+            key: text.replace("{{ $labels.namespace }}", "ml").replace("{{ $labels.pool }}", pool)
+            for key, text in rules[name]["annotations"].items()
+        }
+
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
@@ -144,7 +154,20 @@ def test_the_alerts_fire_on_the_operators_own_series(
                     {
                         "eval_time": "10m",
                         "alertname": "WarmpoolColdStartSLO",
-                        "exp_alerts": [{"exp_labels": {**alert, "pool": "slow"}}],
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {**alert, "pool": "slow"},
+                                # 150, 200, 170 s in buckets 120/180/300: 264 s at 0.9
+                                "exp_annotations": {
+                                    "summary": "Cold starts of pool ml/slow are over the SLO",
+                                    "description": (
+                                        "The 0.9 quantile of the pool's cold starts over the "
+                                        "last 1h is 4m 24s (SLO 90s). status.lastColdStart and "
+                                        "the ColdStart Events say which phase took the time."
+                                    ),
+                                },
+                            }
+                        ],
                     },
                     {
                         "eval_time": "10m",
@@ -156,7 +179,8 @@ def test_the_alerts_fire_on_the_operators_own_series(
                                     "pool": "stuck",
                                     "condition": "Stalled",
                                     "status": "True",
-                                }
+                                },
+                                "exp_annotations": annotations("WarmpoolPoolStalled", "stuck"),
                             }
                         ],
                     },
@@ -176,7 +200,10 @@ def test_the_alerts_fire_on_the_operators_own_series(
                                     "pool": "blind",
                                     "condition": "MetricsAvailable",
                                     "status": "False",
-                                }
+                                },
+                                "exp_annotations": annotations(
+                                    "WarmpoolMetricsUnavailable", "blind"
+                                ),
                             }
                         ],
                     },
