@@ -67,13 +67,19 @@ class ColdStart(APIModel):
     total_seconds: float
     """Creation to warm (gate open)."""
     scheduling_seconds: float
-    """Creation to scheduled on a node."""
+    """Creation to scheduled on a node, less node provisioning."""
     prefetch_seconds: float
-    """Scheduled to init containers done (weights fetched and verified)."""
+    """Scheduled to init containers done (weights fetched and verified), less image pulls."""
     server_start_seconds: float
-    """Init done to Triton ready (load into memory)."""
+    """Init done to Triton ready (load into memory), less image pulls."""
     warmup_seconds: float
     """Triton ready to latency steady (readiness gate opened)."""
+    node_provisioning_seconds: float = 0.0
+    """Of the wait to be scheduled: the time until the pod's node appeared, when it was created
+    after the pod (an autoscaler provisioned it)."""
+    image_pull_seconds: float = 0.0
+    """Image pulls on the node (the kubelet's Pulled Events), taken out of the phases they fell
+    in. The phases and these two add up to the total."""
 
 
 class ScalingStatus(APIModel):

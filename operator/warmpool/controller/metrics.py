@@ -28,7 +28,7 @@ class OperatorMetrics:
         self.cold_start_seconds = Histogram(
             "warmpool_cold_start_seconds",
             "Seconds of a replica's cold start, creation to warm, by pool and phase "
-            "(total, scheduling, prefetch, server_start, warmup).",
+            "(total, node_provisioning, image_pull, scheduling, prefetch, server_start, warmup).",
             ["namespace", "pool", "phase"],
             buckets=COLD_START_BUCKETS,
             registry=self.registry,

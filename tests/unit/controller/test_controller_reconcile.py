@@ -46,6 +46,26 @@ class MemoryApi:
         found = self.objects.get(self._key(ref))
         return copy.deepcopy(found) if found else None
 
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> list[dict[str, Any]]:
+        """Objects of `kind` in `namespace`; of field selectors only involvedObject.uid."""
+        self.calls.append(("list", kind))
+        items = [
+            copy.deepcopy(obj)
+            for (k, ns, _), obj in self.objects.items()
+            if k == kind and ns == (namespace or "")
+        ]
+        if field_selector.startswith("involvedObject.uid="):
+            uid = field_selector.split("=", 1)[1]
+            items = [o for o in items if (o.get("involvedObject") or {}).get("uid") == uid]
+        return items
+
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("apply", manifest["kind"]))
         return self._store(manifest)
@@ -77,7 +97,7 @@ class MemoryApi:
         return self.objects.pop(self._key(ref), None) is not None
 
     def writes(self) -> list[tuple[str, str]]:
-        return [call for call in self.calls if call[0] != "get"]
+        return [call for call in self.calls if call[0] not in ("get", "list")]
 
 
 def setup(

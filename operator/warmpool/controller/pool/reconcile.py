@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,14 +22,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from warmpool.api.resource import InferencePool
-from warmpool.api.status import InferencePoolStatus, Phase
-from warmpool.contract import Obj, PoolKey
+from warmpool.api.status import ColdStart, InferencePoolStatus, Phase
+from warmpool.contract import Obj, PoolKey, parse_time
 from warmpool.controller.kube.apply import Applier, spec_hash
 from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef, pool_ref
 from warmpool.controller.kube.events import EventRecorder
 from warmpool.controller.kube.watch import WatchCache
 from warmpool.controller.metrics import OperatorMetrics
-from warmpool.controller.pool.coldstart import new_cold_starts
+from warmpool.controller.pool.coldstart import image_pulls, new_cold_starts, pod_cold_start
 from warmpool.controller.pool.report import Reporter
 from warmpool.controller.pool.status import (
     StatusInputs,
@@ -47,6 +48,8 @@ from warmpool.render.endpoints import ActivatorEndpoints
 from warmpool.render.labels import REVISION_ANNOTATION
 from warmpool.render.service import ServiceMode
 from warmpool.scaling.service import Scaler
+
+logger = logging.getLogger(__name__)
 
 Trigger = Literal["create", "update", "resume", "wake", "tick", "observe"]
 
@@ -216,7 +219,9 @@ class Reconciler:
             # build_children renders the server Deployment last
             rendered = children[-1] if children[-1]["kind"] == "Deployment" else None
         writes += await self._lift_cold_start_hints(key, pods, pool.spec.warmup.enabled)
-        cold_starts = new_cold_starts(pods, previous.last_cold_start)
+        cold_starts = await self._split_cold_starts(
+            key, pods, new_cold_starts(pods, previous.last_cold_start)
+        )
         status = compute_status(
             StatusInputs(
                 name=pool.metadata.name,
@@ -290,6 +295,39 @@ class Reconciler:
             if left:
                 note += f" (fields only {', '.join(left)} set are kept)"
             await self._reporter.drift(body, note)
+
+    async def _split_cold_starts(
+        self, key: PoolKey, pods: list[Obj], cold_starts: list[ColdStart]
+    ) -> list[ColdStart]:
+        """Cold starts with node provisioning and image pulls split out: two reads per cold
+        start (its node, its kubelet Events), never on a sync without one. A read that fails
+        leaves that part unsplit rather than the cold start unreported."""
+        by_name = {str((p.get("metadata") or {}).get("name")): p for p in pods}
+        split: list[ColdStart] = []
+        for cold_start in cold_starts:
+            pod = by_name.get(cold_start.pod)
+            if pod is None:
+                split.append(cold_start)
+                continue
+            node_created = None
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            try:
+                if node_name:
+                    node = await self._client.get(ObjectRef("v1", "Node", str(node_name), None))
+                    node_created = parse_time(
+                        ((node or {}).get("metadata") or {}).get("creationTimestamp")
+                    )
+                uid = (pod.get("metadata") or {}).get("uid")
+                events = await self._client.list(
+                    "v1", "Event", key[0], field_selector=f"involvedObject.uid={uid}"
+                )
+            except ApiError as error:
+                logger.warning("cold start of %s not split: %s", cold_start.pod, error)
+                split.append(cold_start)
+                continue
+            measured = pod_cold_start(pod, node_created=node_created, pulls=image_pulls(events))
+            split.append(measured if measured is not None else cold_start)
+        return split
 
     async def _lift_cold_start_hints(
         self, key: PoolKey, pods: list[Obj], warmup_enabled: bool
