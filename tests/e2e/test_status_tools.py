@@ -38,6 +38,7 @@ from operator_support import (
     open_gate,
     pool_pods,
 )
+from test_headroom import headroom_priority_class  # noqa: F401  (a fixture)
 from test_operator import create_pool, now_rfc3339, wait_pool
 
 from support.health import TOOLS, find_harness, judge
@@ -399,3 +400,62 @@ def test_a_new_pool_before_the_operator_writes_status(
     assert row["wait Ready"] == "waits"
     assert created["metadata"]["generation"] == 1
     verdicts.record("fresh")
+
+
+@pytest.mark.usefixtures("headroom_priority_class")
+def test_a_surge_into_headroom_completes_with_warm_replicas_at_the_floor(
+    cluster: LocalCluster,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Three 1-GPU nodes: two replicas and one headroom placeholder. A new revision surges into
+    the placeholder's GPU (the replica preempts it), and an old replica leaves only once a new
+    one is warm: warm replicas never drop below the floor of 2 on the way."""
+    nodes = OwnGpuNodes(cluster, k8s, "surge")
+    for letter in "abc":
+        nodes.add(letter, gpus=1)
+    operator = start_operator(cluster, namespace, tmp_path)
+    try:
+        create_pool(
+            k8s,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "InferencePool",
+                "metadata": {"name": "llama", "namespace": namespace},
+                "spec": {
+                    "model": {"uri": "s3://models/tiny"},
+                    "server": nodes.server_spec(),
+                    "scaling": {"warmFloor": 2, "maxReplicas": 2},
+                    "headroom": {"placeholders": 1},
+                },
+            },
+        )
+
+        def settled(p: dict[str, Any]) -> bool:
+            open_gates(k8s, namespace, "llama")
+            rollout = (p.get("status") or {}).get("rollout") or {}
+            return (
+                observed(p)
+                and rollout.get("warmReplicas") == 2
+                and rollout.get("oldReplicas") == 0
+                and cond(p, "Reconciling") == ("False", "Reconciled")
+            )
+
+        pool = wait_pool(k8s, namespace, "llama", "2 warm", settled, operator)
+        first = pool["status"]["rollout"]["revision"]
+        patch_spec(k8s, namespace, "llama", {"server": {"image": "tritonserver:next"}})
+        lowest_warm = 2
+
+        def rolled(p: dict[str, Any]) -> bool:
+            nonlocal lowest_warm
+            if observed(p):
+                lowest_warm = min(lowest_warm, int((p.get("status") or {}).get("warmReplicas", 0)))
+            return settled(p) and p["status"]["rollout"]["revision"] != first
+
+        pool = wait_pool(k8s, namespace, "llama", "the surge roll-out done", rolled, operator)
+        assert lowest_warm == 2
+        assert cond(pool, "Stalled") == ("False", "Progressing")
+    finally:
+        operator.stop()
+        nodes.delete_all()
