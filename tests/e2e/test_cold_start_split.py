@@ -21,16 +21,14 @@ import kubernetes
 import pytest
 from node_support import OwnGpuNodes
 from operator_support import (
-    GROUP,
     TIMEOUT,
-    VERSION,
     OperatorProcess,
     condition,
     open_gate,
     pool_pods,
 )
+from rollout_support import one_gpu_nodes, own_operator, pool_manifest
 from test_operator import create_pool, now_rfc3339, pool_events, wait_pool
-from test_status_tools import start_operator
 
 from warmpool.contract import parse_time
 from warmpool.envtest import LocalCluster, poll_until
@@ -38,20 +36,14 @@ from warmpool.envtest import LocalCluster, poll_until
 
 @pytest.fixture
 def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
-    nodes = OwnGpuNodes(cluster, k8s, "split")
-    try:
+    with one_gpu_nodes(cluster, k8s, "split", 0) as nodes:
         yield nodes
-    finally:
-        nodes.delete_all()
 
 
 @pytest.fixture
 def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    process = start_operator(cluster, namespace, tmp_path)
-    try:
+    with own_operator(cluster, namespace, tmp_path) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def seconds_past(moment: datetime, seconds: float) -> bool:
@@ -66,15 +58,7 @@ def test_node_provisioning_and_image_pull_are_their_own_phases(
     gpu_nodes: OwnGpuNodes,
     operator: OperatorProcess,
 ) -> None:
-    create_pool(
-        k8s,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "InferencePool",
-            "metadata": {"name": "llama", "namespace": namespace},
-            "spec": {"model": {"uri": "s3://models/tiny"}, "server": gpu_nodes.server_spec()},
-        },
-    )
+    create_pool(k8s, pool_manifest("llama", namespace, server=gpu_nodes.server_spec()))
 
     def unschedulable() -> dict[str, Any] | None:
         for pod in pool_pods(k8s, namespace, "llama"):

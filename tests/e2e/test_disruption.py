@@ -22,7 +22,6 @@ from operator_support import (
     OPERATOR_USER,
     PLURAL,
     TIMEOUT,
-    VERSION,
     OperatorProcess,
     condition,
     describe_writes,
@@ -30,8 +29,8 @@ from operator_support import (
     operator_writes,
     pool_pods,
 )
+from rollout_support import one_gpu_nodes, open_gates, own_operator, patch_spec, pool_manifest
 from test_operator import create_pool, pool_events, wait_pool
-from test_status_tools import open_gates, patch_spec, start_operator
 
 from warmpool.envtest import LocalCluster, poll_until
 from warmpool.render.disruption import COLD_START_HINTS
@@ -39,22 +38,14 @@ from warmpool.render.disruption import COLD_START_HINTS
 
 @pytest.fixture
 def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
-    nodes = OwnGpuNodes(cluster, k8s, "disruption")
-    nodes.add("a", gpus=1)
-    nodes.add("b", gpus=1)
-    try:
+    with one_gpu_nodes(cluster, k8s, "disruption", 2) as nodes:
         yield nodes
-    finally:
-        nodes.delete_all()
 
 
 @pytest.fixture
 def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    process = start_operator(cluster, namespace, tmp_path)
-    try:
+    with own_operator(cluster, namespace, tmp_path) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def budget(api: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
@@ -94,18 +85,14 @@ def test_budget_hints_eviction_and_drain(
 ) -> None:
     create_pool(
         k8s,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "InferencePool",
-            "metadata": {"name": "llama", "namespace": namespace},
-            "spec": {
-                "model": {"uri": "s3://models/tiny"},
-                "server": gpu_nodes.server_spec(),
-                "scaling": {"warmFloor": 1, "maxReplicas": 2},
-                "replicas": 2,
-                "disruption": {"drainSeconds": 20, "terminationGracePeriodSeconds": 90},
-            },
-        },
+        pool_manifest(
+            "llama",
+            namespace,
+            server=gpu_nodes.server_spec(),
+            scaling={"warmFloor": 1, "maxReplicas": 2},
+            replicas=2,
+            disruption={"drainSeconds": 20, "terminationGracePeriodSeconds": 90},
+        ),
     )
     pods = poll_until(
         lambda: found if len(found := pool_pods(k8s, namespace, "llama")) == 2 else None,
@@ -202,15 +189,7 @@ def test_a_hand_edit_of_the_pod_template_is_reverted_and_reported(
     namespace: str,
     operator: OperatorProcess,
 ) -> None:
-    create_pool(
-        k8s,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "InferencePool",
-            "metadata": {"name": "llama", "namespace": namespace},
-            "spec": {"model": {"uri": "s3://models/tiny"}, "scaling": {"warmFloor": 1}},
-        },
-    )
+    create_pool(k8s, pool_manifest("llama", namespace, scaling={"warmFloor": 1}))
     pool = wait_pool(
         k8s,
         namespace,

@@ -11,12 +11,12 @@ The extension's CRD is the real one, from its Go module at a pinned version
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from operator_support import CRD_PATH
+from test_crd_apiserver import kubectl
 
 from support.components import component_unavailable
 from warmpool.envtest import LocalCluster
@@ -24,7 +24,6 @@ from warmpool.envtest.binaries import (
     BinaryNotFoundError,
     ControlPlaneBinaries,
     cache_dir,
-    find_binary,
 )
 
 GAIE_VERSION = "v1.6.2"
@@ -80,15 +79,7 @@ def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 def run(cluster: LocalCluster, *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [str(find_binary("kubectl")), *args],
-        env=cluster.env(),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = kubectl(cluster, *args, stdin=stdin)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

@@ -24,22 +24,20 @@ from typing import Any
 import kubernetes
 import pytest
 from node_support import OwnGpuNodes
-from operator_support import (
-    GROUP,
-    OPERATOR_USER,
-    PLURAL,
-    TIMEOUT,
-    VERSION,
-    OperatorProcess,
-    condition,
-    get_pool,
-    install_crd,
-    kubectl,
-    open_gate,
-    pool_pods,
+from operator_support import GROUP, PLURAL, TIMEOUT, get_pool, install_crd, kubectl
+from rollout_support import (
+    cond,
+    observed,
+    one_gpu_nodes,
+    open_gates,
+    own_operator,
+    patch_spec,
+    pool_manifest,
+    settled,
+    start_operator,
 )
 from test_headroom import headroom_priority_class  # noqa: F401  (a fixture)
-from test_operator import create_pool, now_rfc3339, wait_pool
+from test_operator import create_pool, wait_pool
 
 from support.health import TOOLS, find_harness, judge
 from warmpool.envtest import LocalCluster, poll_until
@@ -55,23 +53,26 @@ def harness() -> Path:
 
 @pytest.fixture
 def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
-    nodes = OwnGpuNodes(cluster, k8s, "status")
-    nodes.add("a", gpus=1)
-    nodes.add("b", gpus=1)
-    try:
+    with one_gpu_nodes(cluster, k8s, "status", 2) as nodes:
         yield nodes
-    finally:
-        nodes.delete_all()
 
 
-def start_operator(
-    cluster: LocalCluster, namespace: str, workdir: Path, *extra: str
-) -> OperatorProcess:
-    install_crd(cluster, workdir)
-    kubeconfig = cluster.kubeconfig_for_user(OPERATOR_USER, groups=["system:masters"])
-    return OperatorProcess(
-        cluster, kubeconfig, cluster.logs_dir, extra=["--namespace", namespace, *extra]
-    )
+def verdict(kstatus: str, argocd: str, flux: str, ready: str, stalled: str) -> dict[str, str]:
+    """A row of docs/gitops.md's table."""
+    return {
+        "kstatus": kstatus,
+        "argocd": argocd,
+        "flux": flux,
+        "wait Ready": ready,
+        "wait Stalled": stalled,
+    }
+
+
+WORKING = verdict("InProgress", "Progressing", "InProgress", "waits", "waits")
+WORKING_SERVING = verdict("InProgress", "Progressing", "InProgress", "met", "waits")
+HEALTHY = verdict("Current", "Healthy", "Current", "met", "waits")
+STALLED_SERVING = verdict("Failed", "Degraded", "Failed", "met", "met")
+IDLE_NO_ACTIVATOR = verdict("InProgress", "Suspended", "InProgress", "waits", "waits")
 
 
 class Verdicts:
@@ -110,34 +111,6 @@ class Verdicts:
             print(f"{phase:<26}" + "".join(f"{row['verdicts'][c]:<14}" for c in columns))
 
 
-def cond(pool: dict[str, Any], kind: str) -> tuple[str, str] | None:
-    found = condition(pool, kind)
-    return (found["status"], found["reason"]) if found else None
-
-
-def observed(pool: dict[str, Any]) -> bool:
-    status = pool.get("status") or {}
-    return status.get("observedGeneration") == pool["metadata"]["generation"]
-
-
-def patch_spec(api: kubernetes.client.ApiClient, namespace: str, name: str, spec: Any) -> None:
-    kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
-    )
-
-
-def open_gates(api: kubernetes.client.ApiClient, namespace: str, name: str) -> int:
-    """Open the warm gate of every running pod of the pool whose gate is closed."""
-    opened = 0
-    for pod in pool_pods(api, namespace, name):
-        ready = condition(pod, "ContainersReady")
-        gate = condition(pod, "warmpool.dev/warm")
-        if ready and ready["status"] == "True" and not (gate and gate["status"] == "True"):
-            open_gate(api, namespace, pod["metadata"]["name"], now_rfc3339())
-            opened += 1
-    return opened
-
-
 def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
     cluster: LocalCluster,
     k8s: kubernetes.client.ApiClient,
@@ -149,31 +122,24 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
     verdicts = Verdicts(cluster, harness)
     operator = start_operator(cluster, namespace, tmp_path)
     try:
-        manifest = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "InferencePool",
-            "metadata": {"name": "llama", "namespace": namespace},
-            "spec": {
-                "model": {"uri": "s3://models/tiny"},
-                "server": gpu_nodes.server_spec(),
-                "scaling": {"warmFloor": 2, "maxReplicas": 2},
-                "rollout": {"progressDeadlineSeconds": DEADLINE},
-            },
-        }
-        create_pool(k8s, manifest)
+        server = gpu_nodes.server_spec()
+        create_pool(
+            k8s,
+            pool_manifest(
+                "llama",
+                namespace,
+                server=server,
+                scaling={"warmFloor": 2, "maxReplicas": 2},
+                rollout={"progressDeadlineSeconds": DEADLINE},
+            ),
+        )
 
         def running(count: int) -> Any:
             return lambda p: observed(p) and (p.get("status") or {}).get("readyReplicas") == count
 
         pool = wait_pool(k8s, namespace, "llama", "2 replicas running", running(2), operator)
         assert cond(pool, "Reconciling") == ("True", "WarmingUp")
-        assert verdicts.judge("warming up", pool) == {
-            "kstatus": "InProgress",
-            "argocd": "Progressing",
-            "flux": "InProgress",
-            "wait Ready": "waits",
-            "wait Stalled": "waits",
-        }
+        assert verdicts.judge("warming up", pool) == WORKING
 
         assert open_gates(k8s, namespace, "llama") == 2
         pool = wait_pool(
@@ -186,13 +152,7 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
         )
         revision = pool["status"]["rollout"]["revision"]
         assert pool["status"]["rollout"]["warmReplicas"] == 2
-        assert verdicts.judge("ready", pool) == {
-            "kstatus": "Current",
-            "argocd": "Healthy",
-            "flux": "Current",
-            "wait Ready": "met",
-            "wait Stalled": "waits",
-        }
+        assert verdicts.judge("ready", pool) == HEALTHY
         wide = kubectl(cluster, "get", "ipool", "llama", "-n", namespace, "-o", "wide").stdout
         assert "REVISION" in wide and revision in wide and "LAST-COLD-START" in wide
 
@@ -211,13 +171,7 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
         )
         assert pool["status"]["rollout"]["revision"] != revision
         assert pool["status"]["warmReplicas"] == 2
-        assert verdicts.judge("rolling out (surge)", pool) == {
-            "kstatus": "InProgress",
-            "argocd": "Progressing",
-            "flux": "InProgress",
-            "wait Ready": "met",
-            "wait Stalled": "waits",
-        }
+        assert verdicts.judge("rolling out (surge)", pool) == WORKING_SERVING
         pool = wait_pool(
             k8s,
             namespace,
@@ -228,28 +182,13 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
         )
         assert pool["status"]["warmReplicas"] == 2
         assert cond(pool, "Reconciling") == ("False", "Stalled")
-        assert verdicts.judge("roll-out stalled", pool) == {
-            "kstatus": "Failed",
-            "argocd": "Degraded",
-            "flux": "Failed",
-            "wait Ready": "met",
-            "wait Stalled": "met",
-        }
+        assert verdicts.judge("roll-out stalled", pool) == STALLED_SERVING
 
         # Replace: an old replica goes first, its GPU takes the new revision.
         patch_spec(k8s, namespace, "llama", {"rollout": {"strategy": "Replace"}})
 
-        def rolled(p: dict[str, Any]) -> bool:
-            open_gates(k8s, namespace, "llama")
-            rollout = (p.get("status") or {}).get("rollout") or {}
-            return (
-                observed(p)
-                and rollout.get("warmReplicas") == 2
-                and rollout.get("oldReplicas") == 0
-                and cond(p, "Reconciling") == ("False", "Reconciled")
-            )
-
-        pool = wait_pool(k8s, namespace, "llama", "Replace roll-out done", rolled, operator)
+        done = settled(k8s, namespace, "llama", 2)
+        pool = wait_pool(k8s, namespace, "llama", "Replace roll-out done", done, operator)
         assert cond(pool, "Progressing") == ("True", "RolloutComplete")
         assert verdicts.judge("rolled out (replace)", pool)["kstatus"] == "Current"
 
@@ -269,13 +208,7 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
             lambda p: observed(p) and cond(p, "Stalled") == ("True", "InvalidSpec"),
             operator,
         )
-        assert verdicts.judge("invalid spec", pool) == {
-            "kstatus": "Failed",
-            "argocd": "Degraded",
-            "flux": "Failed",
-            "wait Ready": "met",
-            "wait Stalled": "met",
-        }
+        assert verdicts.judge("invalid spec", pool) == STALLED_SERVING
         patch_spec(k8s, namespace, "llama", {"scaling": {"schedules": []}})
         wait_pool(
             k8s,
@@ -287,14 +220,8 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
         )
 
         # At zero without an activator: nothing answers a request.
-        create_pool(
-            k8s,
-            {
-                **manifest,
-                "metadata": {"name": "idle", "namespace": namespace},
-                "spec": {**manifest["spec"], "scaling": {"warmFloor": 0, "maxReplicas": 1}},
-            },
-        )
+        idle_spec = {"warmFloor": 0, "maxReplicas": 1}
+        create_pool(k8s, pool_manifest("idle", namespace, server=server, scaling=idle_spec))
         idle = wait_pool(
             k8s,
             namespace,
@@ -304,13 +231,7 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
             operator,
         )
         assert cond(idle, "Ready") == ("False", "ScaledToZeroNoActivator")
-        assert verdicts.judge("at zero, no activator", idle) == {
-            "kstatus": "InProgress",
-            "argocd": "Suspended",
-            "flux": "InProgress",
-            "wait Ready": "waits",
-            "wait Stalled": "waits",
-        }
+        assert verdicts.judge("at zero, no activator", idle) == IDLE_NO_ACTIVATOR
     finally:
         operator.stop()
     # The operator is down: a spec change is not observed.
@@ -318,13 +239,7 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
     pool = get_pool(k8s, namespace, "llama")
     assert not observed(pool)
     # kubectl wait reads a condition only when its observedGeneration is the object's
-    assert verdicts.judge("generation not observed", pool) == {
-        "kstatus": "InProgress",
-        "argocd": "Progressing",
-        "flux": "InProgress",
-        "wait Ready": "waits",
-        "wait Stalled": "waits",
-    }
+    assert verdicts.judge("generation not observed", pool) == WORKING
     verdicts.record("surge-replace")
 
 
@@ -336,21 +251,10 @@ def test_a_pool_at_zero_behind_the_activator_is_ready(
     tmp_path: Path,
 ) -> None:
     verdicts = Verdicts(cluster, harness)
-    operator = start_operator(
-        cluster, namespace, tmp_path, "--activator-service", f"{namespace}/warmpool-activator"
-    )
-    try:
+    activator = f"{namespace}/warmpool-activator"
+    with own_operator(cluster, namespace, tmp_path, "--activator-service", activator) as operator:
         create_pool(
-            k8s,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "InferencePool",
-                "metadata": {"name": "idle", "namespace": namespace},
-                "spec": {
-                    "model": {"uri": "s3://models/tiny"},
-                    "scaling": {"warmFloor": 0, "maxReplicas": 1},
-                },
-            },
+            k8s, pool_manifest("idle", namespace, scaling={"warmFloor": 0, "maxReplicas": 1})
         )
         pool = wait_pool(
             k8s,
@@ -360,15 +264,7 @@ def test_a_pool_at_zero_behind_the_activator_is_ready(
             lambda p: observed(p) and cond(p, "Ready") == ("True", "ScaledToZeroBehindActivator"),
             operator,
         )
-        assert verdicts.judge("at zero, activator", pool) == {
-            "kstatus": "Current",
-            "argocd": "Healthy",
-            "flux": "Current",
-            "wait Ready": "met",
-            "wait Stalled": "waits",
-        }
-    finally:
-        operator.stop()
+        assert verdicts.judge("at zero, activator", pool) == HEALTHY
     verdicts.record("activator")
 
 
@@ -382,15 +278,7 @@ def test_a_new_pool_before_the_operator_writes_status(
     """No operator runs: what the tools make of a pool with no status yet."""
     install_crd(cluster, tmp_path)
     verdicts = Verdicts(cluster, harness)
-    created = create_pool(
-        k8s,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "InferencePool",
-            "metadata": {"name": "fresh", "namespace": namespace},
-            "spec": {"model": {"uri": "s3://models/tiny"}},
-        },
-    )
+    created = create_pool(k8s, pool_manifest("fresh", namespace))
     pool = poll_until(lambda: get_pool(k8s, namespace, "fresh"), what="the pool", timeout=TIMEOUT)
     assert "status" not in pool or not pool["status"].get("conditions")
     row = verdicts.judge("no status yet", pool)
@@ -412,37 +300,23 @@ def test_a_surge_into_headroom_completes_with_warm_replicas_at_the_floor(
     """Three 1-GPU nodes: two replicas and one headroom placeholder. A new revision surges into
     the placeholder's GPU (the replica preempts it), and an old replica leaves only once a new
     one is warm: warm replicas never drop below the floor of 2 on the way."""
-    nodes = OwnGpuNodes(cluster, k8s, "surge")
-    for letter in "abc":
-        nodes.add(letter, gpus=1)
-    operator = start_operator(cluster, namespace, tmp_path)
-    try:
+    with (
+        one_gpu_nodes(cluster, k8s, "surge", 3) as nodes,
+        own_operator(cluster, namespace, tmp_path) as operator,
+    ):
         create_pool(
             k8s,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "InferencePool",
-                "metadata": {"name": "llama", "namespace": namespace},
-                "spec": {
-                    "model": {"uri": "s3://models/tiny"},
-                    "server": nodes.server_spec(),
-                    "scaling": {"warmFloor": 2, "maxReplicas": 2},
-                    "headroom": {"placeholders": 1},
-                },
-            },
+            pool_manifest(
+                "llama",
+                namespace,
+                server=nodes.server_spec(),
+                scaling={"warmFloor": 2, "maxReplicas": 2},
+                headroom={"placeholders": 1},
+            ),
         )
 
-        def settled(p: dict[str, Any]) -> bool:
-            open_gates(k8s, namespace, "llama")
-            rollout = (p.get("status") or {}).get("rollout") or {}
-            return (
-                observed(p)
-                and rollout.get("warmReplicas") == 2
-                and rollout.get("oldReplicas") == 0
-                and cond(p, "Reconciling") == ("False", "Reconciled")
-            )
-
-        pool = wait_pool(k8s, namespace, "llama", "2 warm", settled, operator)
+        two_warm = settled(k8s, namespace, "llama", 2)
+        pool = wait_pool(k8s, namespace, "llama", "2 warm", two_warm, operator)
         first = pool["status"]["rollout"]["revision"]
         patch_spec(k8s, namespace, "llama", {"server": {"image": "tritonserver:next"}})
         lowest_warm = 2
@@ -451,11 +325,8 @@ def test_a_surge_into_headroom_completes_with_warm_replicas_at_the_floor(
             nonlocal lowest_warm
             if observed(p):
                 lowest_warm = min(lowest_warm, int((p.get("status") or {}).get("warmReplicas", 0)))
-            return settled(p) and p["status"]["rollout"]["revision"] != first
+            return two_warm(p) and p["status"]["rollout"]["revision"] != first
 
         pool = wait_pool(k8s, namespace, "llama", "the surge roll-out done", rolled, operator)
         assert lowest_warm == 2
         assert cond(pool, "Stalled") == ("False", "Progressing")
-    finally:
-        operator.stop()
-        nodes.delete_all()
