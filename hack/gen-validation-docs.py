@@ -3,7 +3,7 @@
 
 The schema and CEL tables are walked out of the checked-in CRD (crds/, itself generated from the
 models); the operator table out of the models' own validators (the checks the CRD cannot make)
-and controller/validate.py. tests/unit/api/test_validation_docs.py fails when the checked-in file
+and controller/pool/validate.py. tests/unit/api/test_validation_docs.py fails when the checked-in file
 differs from what this script prints, or when a CEL rule or an operator check is missing.
 
     .venv/bin/python hack/gen-validation-docs.py           # rewrite docs/validation.md
@@ -202,7 +202,7 @@ def operator_checks() -> list[tuple[str, str, str]]:
             "Schedule.cron",
             "not a valid cron expression (croniter), e.g. `61 25 * * *`: the schema pattern only "
             "checks five fields",
-            f"`validate.{crons}` (controller/)",
+            f"`validate.{crons}` (controller/pool/)",
         )
     )
     checks.append(
@@ -217,14 +217,14 @@ def operator_checks() -> list[tuple[str, str, str]]:
             "(any field)",
             "the apiserver refuses a rendered child (400/422), e.g. an invalid label value in "
             "`spec.server.nodeSelector` or resource name in `spec.server.gpu.resourceName`",
-            "`ChildRejected` (controller/reconcile.py), message `<Kind> <name> rejected: ...`",
+            "`ChildRejected` (controller/pool/reconcile.py), message `<Kind> <name> rejected: ...`",
         )
     )
     checks.append(
         (
             "(any field)",
             "the operator's models refuse a stored spec (a CRD older than the operator)",
-            "`validate.validate_pool` (controller/), pydantic errors as `spec.<path>: <msg>`",
+            "`validate.validate_pool` (controller/pool/), pydantic errors as `spec.<path>: <msg>`",
         )
     )
     return checks

@@ -40,10 +40,12 @@ logger = logging.getLogger(__name__)
 RETRY_DELAY = 5.0
 
 POOLS = (GROUP, VERSION, PLURAL)
+PODS = ("", "v1", "pods")
+DEPLOYMENTS = ("apps", "v1", "deployments")
+SLICES = ("discovery.k8s.io", "v1", "endpointslices")
 SERVER_PODS: dict[str, Any] = {"labels": {POOL_LABEL: kopf.PRESENT}}
 PREPULL_PODS: dict[str, Any] = {"labels": dict(PREPULL_POD_LABELS)}
 POOL_DEPLOYMENTS: dict[str, Any] = {"labels": {POOL_LABEL: kopf.PRESENT}}
-SLICES = ("discovery.k8s.io", "v1", "endpointslices")
 
 
 def settings_of(memo: kopf.Memo) -> OperatorSettings:
@@ -211,20 +213,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     on.probe(id="refresh_loop", registry=r)(refresh_loop_alive)
 
     kopf.index(*POOLS, id="pool-primer", registry=r)(prime_pool)
-    kopf.index("", "v1", "pods", id="pod-primer", **SERVER_PODS, registry=r)(prime_server_pod)
-    kopf.index("apps", "v1", "deployments", id="deployment-primer", **POOL_DEPLOYMENTS, registry=r)(
+    kopf.index(*PODS, id="pod-primer", **SERVER_PODS, registry=r)(prime_server_pod)
+    kopf.index(*DEPLOYMENTS, id="deployment-primer", **POOL_DEPLOYMENTS, registry=r)(
         prime_deployment
     )
-    kopf.index("", "v1", "pods", id="prepull-pod-primer", **PREPULL_PODS, registry=r)(
-        prime_prepull_pod
-    )
+    kopf.index(*PODS, id="prepull-pod-primer", **PREPULL_PODS, registry=r)(prime_prepull_pod)
 
     on.event(*POOLS, id="pool-cache", registry=r)(pool_event)
-    on.event("", "v1", "pods", id="pod-cache", **SERVER_PODS, registry=r)(server_pod_event)
-    on.event("apps", "v1", "deployments", id="deployment-cache", **POOL_DEPLOYMENTS, registry=r)(
-        deployment_event
-    )
-    on.event("", "v1", "pods", id="prepull-pod", **PREPULL_PODS, registry=r)(prepull_pod_event)
+    on.event(*PODS, id="pod-cache", **SERVER_PODS, registry=r)(server_pod_event)
+    on.event(*DEPLOYMENTS, id="deployment-cache", **POOL_DEPLOYMENTS, registry=r)(deployment_event)
+    on.event(*PODS, id="prepull-pod", **PREPULL_PODS, registry=r)(prepull_pod_event)
 
     on.create(*POOLS, id="create", registry=r)(created)
     # field="spec": status and metadata changes (ours, kopf's, the wake annotation) are no

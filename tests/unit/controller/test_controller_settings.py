@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from warmpool.controller.settings import ActivatorRef, parse_settings
+from warmpool.render.config import RenderConfig
 
 
 def test_defaults() -> None:
@@ -36,3 +37,23 @@ def test_activator_service_is_namespace_slash_name() -> None:
     assert settings.activator == ActivatorRef("warmpool-system", "activator")
     with pytest.raises(SystemExit):
         parse_settings(["--activator-service", "activator"], environ={})
+
+
+def test_render_settings_come_from_flags_and_environment() -> None:
+    defaults = parse_settings([], environ={}).render_config()
+    assert defaults == RenderConfig(agent_image=defaults.agent_image)
+    settings = parse_settings(
+        [
+            "--agent-image=mirror.example/agent:1",
+            "--agent-image-pull-policy=Always",
+            "--prepare-node-cache",
+        ],
+        environ={"WARMPOOL_PAUSE_IMAGE": "mirror.example/pause:3.10"},
+    )
+    config = settings.render_config()
+    assert config.agent_image == "mirror.example/agent:1"
+    assert config.agent_image_pull_policy == "Always"
+    assert config.pause_image == "mirror.example/pause:3.10"
+    assert config.prepare_node_cache is True
+    with pytest.raises(SystemExit):
+        parse_settings(["--agent-image-pull-policy=Sometimes"], environ={})

@@ -11,8 +11,12 @@ from typing import Any, cast
 import pytest
 
 from warmpool.api.resource import InferencePool
+from warmpool.controller.kube.apply import Applier
 from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef
 from warmpool.controller.kube.watch import WatchCache
+from warmpool.controller.loop import RefreshLoop
+from warmpool.controller.metrics import OperatorMetrics
+from warmpool.controller.pool.reconcile import Reconciler
 from warmpool.controller.prepull.reconcile import PrepullReconciler
 from warmpool.controller.prepull.state import (
     FINALIZER,
@@ -28,6 +32,8 @@ from warmpool.controller.prepull.state import (
     pool_view,
     prepull_pod_key,
 )
+from warmpool.controller.runtime import Runtime
+from warmpool.controller.settings import OperatorSettings
 from warmpool.render.config import RenderConfig
 from warmpool.render.labels import model_fingerprint, prepull_node_label_key
 from warmpool.render.prepull import build_prepull_daemonset
@@ -361,3 +367,42 @@ async def test_controller_restores_a_finalizer_removed_by_hand() -> None:
     cache.observe_pool(None, api.pool)
     await controller.reconcile(key)
     assert api.pool["metadata"]["finalizers"] == [FINALIZER]
+
+
+async def test_the_refresh_loop_retries_a_failed_prepull_reconcile() -> None:
+    body = pool_body()
+    api = MemoryApi(body, ["gpu-0"])
+    api.conflicts = 1
+    prepull, cache = controller_with(api)
+    key = ("ml", "llama")
+    prepull.observe_pod(None, prepull_pod(body, "gpu-0", uid="a"))
+    await prepull.reconcile(key)
+    assert api.nodes["gpu-0"] == {}
+
+    class PoolSyncs:
+        """Stands in for the pool reconciler (tested in test_controller_reconcile.py)."""
+
+        def __init__(self) -> None:
+            self.triggers: list[str] = []
+
+        async def sync(self, key: tuple[str, str], trigger: str) -> None:
+            self.triggers.append(trigger)
+
+    syncs = PoolSyncs()
+    runtime = Runtime(
+        settings=OperatorSettings(),
+        client=cast(KubeClient, api),
+        cache=cache,
+        applier=Applier(cast(KubeClient, api)),
+        metrics=OperatorMetrics(),
+        reconciler=cast(Reconciler, syncs),
+        prepull=prepull,
+        loop=cast(RefreshLoop, None),
+        indexed=asyncio.Event(),
+    )
+    await runtime.refresh(key, "tick")  # the pool's next tick
+    assert syncs.triggers == ["tick"]
+    assert api.nodes["gpu-0"] == {prepull_node_label_key(*key): fingerprint_of(body)}
+    api.calls.clear()
+    await runtime.refresh(key, "observe")  # nothing failed: no pre-pull work
+    assert syncs.triggers == ["tick", "observe"] and api.calls == []

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from warmpool.controller.ha import election as cli
+from warmpool.controller.ha import election
 from warmpool.controller.ha.standby import standby_report
 from warmpool.controller.settings import parse_settings
 
 
 def test_identity_is_the_pod_name_and_a_fresh_suffix() -> None:
-    first = cli.election_identity({"POD_NAME": "wp-warmpool-7d9f-abcde"})
-    second = cli.election_identity({"POD_NAME": "wp-warmpool-7d9f-abcde"})
+    first = election.election_identity({"POD_NAME": "wp-warmpool-7d9f-abcde"})
+    second = election.election_identity({"POD_NAME": "wp-warmpool-7d9f-abcde"})
     assert first.startswith("wp-warmpool-7d9f-abcde_")
     assert len(first.rpartition("_")[2]) == 8
     # A restarted container is a new candidate, never mistaken for its previous self.
@@ -21,23 +21,23 @@ def test_identity_is_the_pod_name_and_a_fresh_suffix() -> None:
 
 
 def test_identity_falls_back_to_the_host_name() -> None:
-    assert cli.election_identity({}).rpartition("_")[0]
+    assert election.election_identity({}).rpartition("_")[0]
 
 
 def test_lease_namespace_flag_then_pod_namespace_then_service_account(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flagged = parse_settings(["--leader-elect", "--leader-election-namespace", "ops"], {})
-    assert cli.election_namespace(flagged, {"POD_NAMESPACE": "other"}) == "ops"
+    assert election.election_namespace(flagged, {"POD_NAMESPACE": "other"}) == "ops"
     unflagged = parse_settings(["--leader-elect"], {})
-    assert cli.election_namespace(unflagged, {"POD_NAMESPACE": "warmpool-system"}) == (
+    assert election.election_namespace(unflagged, {"POD_NAMESPACE": "warmpool-system"}) == (
         "warmpool-system"
     )
     account = tmp_path / "namespace"
-    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_NAMESPACE", account)
-    assert cli.election_namespace(unflagged, {}) is None  # outside a pod, no flag: refused
+    monkeypatch.setattr(election, "SERVICE_ACCOUNT_NAMESPACE", account)
+    assert election.election_namespace(unflagged, {}) is None  # outside a pod, no flag: refused
     account.write_text("from-sa\n")
-    assert cli.election_namespace(unflagged, {}) == "from-sa"
+    assert election.election_namespace(unflagged, {}) == "from-sa"
 
 
 def test_standby_health_says_who_leads() -> None:
