@@ -8,13 +8,14 @@ tests/e2e/test_status_tools.py runs the same tools on pools read from a real api
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support.health import ARGOCD_LUA, FLUX_EXPRS, find_harness, judge, verdicts
+from support.health import ARGOCD_LUA, FLUX_EXPRS, TOOLS, find_harness, judge, verdicts
 from warmpool.api.status import Condition, InferencePoolStatus
 
 NOW = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
@@ -163,3 +164,17 @@ def test_the_health_files_are_what_the_docs_show() -> None:
         lines = [line for line in body.splitlines() if line and not line.startswith(("--", "#"))]
         for line in lines:
             assert line.strip() in doc, f"docs/gitops.md lacks {path.name}'s line {line!r}"
+
+
+CAPTURED = json.loads(
+    (Path(__file__).resolve().parent / "fixtures" / "pool-phases.json").read_text()
+)["phases"]
+
+
+@pytest.mark.parametrize("phase", sorted(CAPTURED))
+def test_the_tools_on_pools_captured_from_the_e2e_run(harness: Path, phase: str) -> None:
+    """The pools tests/e2e/test_status_tools.py read from a real apiserver, judged again here:
+    the same verdicts, without a cluster (the Lua and CEL can be changed and checked fast)."""
+    captured = CAPTURED[phase]
+    got = {tool: judge(harness, tool, [captured["object"]])[0].status for tool in TOOLS}
+    assert got == {tool: captured["verdicts"][tool] for tool in TOOLS}
