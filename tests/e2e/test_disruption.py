@@ -18,9 +18,7 @@ import kubernetes
 import pytest
 from node_support import OwnGpuNodes
 from operator_support import (
-    GROUP,
     OPERATOR_USER,
-    PLURAL,
     TIMEOUT,
     OperatorProcess,
     condition,
@@ -204,9 +202,8 @@ def test_a_hand_edit_of_the_pod_template_is_reverted_and_reported(
     kubectl(cluster, "set", "image", "-n", namespace, "deployment/llama", "triton=evil:1")
 
     def reverted() -> dict[str, Any] | None:
-        live = json.loads(
-            kubectl(cluster, "get", "deployment", "llama", "-n", namespace, "-o", "json").stdout
-        )
+        shown = ("get", "deployment", "llama", "-n", namespace, "-o", "json")
+        live = json.loads(kubectl(cluster, *shown, "--show-managed-fields").stdout)
         editors = [
             m["manager"]
             for m in live["metadata"].get("managedFields") or []
@@ -247,4 +244,18 @@ def test_a_hand_edit_of_the_pod_template_is_reverted_and_reported(
         if (w.get("objectRef") or {}).get("resource") != "events"
     ]
     assert writes == [], describe_writes(writes)
-    assert kubectl(cluster, "get", f"{PLURAL}.{GROUP}", "-n", namespace).returncode == 0
+
+    # `kubectl rollout undo` brings the edited template back from the history (kubectl patches
+    # the Deployment as field manager `kubectl`): reverted too.
+    kubectl(cluster, "rollout", "undo", "-n", namespace, "deployment/llama")
+    poll_until(
+        lambda: [
+            e
+            for e in pool_events(cluster, namespace, "llama")
+            if e["reason"] == "DriftReverted" and "edited by kubectl;" in e["note"]
+        ],
+        what="a DriftReverted Event naming kubectl (rollout undo)",
+        timeout=TIMEOUT,
+        describe=operator.log_tail,
+    )
+    poll_until(reverted, what="the image put back again", timeout=TIMEOUT)
