@@ -12,6 +12,7 @@ test opens the warm gate as it does).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 
 import kubernetes
 import pytest
+import yaml
 from node_support import OwnGpuNodes
 from operator_support import (
+    ROOT,
     TIMEOUT,
     OperatorProcess,
     condition,
@@ -29,7 +32,9 @@ from operator_support import (
 )
 from rollout_support import one_gpu_nodes, own_operator, pool_manifest
 from test_operator import create_pool, now_rfc3339, pool_events, wait_pool
+from test_operator_helm import helm
 
+from support.prometheus import exposition_series, promtool, require_promtool
 from warmpool.contract import parse_time
 from warmpool.envtest import LocalCluster, poll_until
 
@@ -146,3 +151,79 @@ def test_node_provisioning_and_image_pull_are_their_own_phases(
         )
         == 1.0
     )
+
+    # The operator's real series: a valid exposition (promtool check metrics), on which the
+    # chart's cold-start alert fires for this pool once the SLO is below this cold start.
+    scraped = operator.metrics()
+    workdir = cluster.logs_dir / f"promtool-{namespace}"
+    workdir.mkdir()
+    (workdir / "metrics.txt").write_text(scraped)
+    lint = subprocess.run(
+        ["sh", "-c", f"{require_promtool()} check metrics < metrics.txt"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    slo = cold["totalSeconds"] / 2
+    rendered = helm(
+        cluster,
+        "template",
+        "wp",
+        str(ROOT / "charts" / "warmpool"),
+        "--kube-version",
+        "1.34.4",
+        "--show-only",
+        "templates/prometheusrule.yaml",
+        "--set",
+        "prometheus.prometheusRule.enabled=true",
+        "--set-json",  # --set makes a float a string
+        f"prometheus.prometheusRule.coldStartSLOSeconds={slo}",
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    groups = yaml.safe_load(rendered.stdout)["spec"]["groups"]
+    for group in groups:  # annotations are test_chart_monitoring.py's; here: does it fire
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (workdir / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    series = {
+        name: value
+        for name, value in exposition_series(scraped).items()
+        if name.startswith(("warmpool_cold_start_seconds", "warmpool_pool_condition"))
+        and f'namespace="{namespace}"' in name
+    }
+    assert series, "the operator exported no per-pool series"
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                # before the cold start (0), then the scraped values for 10 minutes
+                "input_series": [
+                    {"series": name, "values": f"0 {value:g}x10"} for name, value in series.items()
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "WarmpoolColdStartSLO",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "namespace": namespace,
+                                    "pool": "llama",
+                                }
+                            }
+                        ],
+                    },
+                    {"eval_time": "5m", "alertname": "WarmpoolPoolStalled", "exp_alerts": []},
+                ],
+            }
+        ],
+    }
+    (workdir / "tests.yaml").write_text(yaml.safe_dump(tests))
+    done = promtool("test", "rules", "tests.yaml", cwd=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,14 @@ import pytest
 import yaml
 from chart_support import CHART, Manifest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
-from support.prometheus import require_promtool
+from support.prometheus import exposition_series, promtool
 from warmpool.api.status import ColdStart
 from warmpool.controller.metrics import OperatorMetrics
 
 DASHBOARD = CHART / "files" / "monitoring" / "dashboard.json"
 #: Grafana's variables, as a query with "All" selected sends them.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": ".*", "$pool": ".*"}
-
-
-def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120
-    )
 
 
 def rule_groups(objects: list[Manifest]) -> list[dict[str, Any]]:
@@ -60,13 +52,7 @@ def cold_start(seconds: float) -> ColdStart:
 
 def exported(metrics: OperatorMetrics) -> dict[str, float]:
     """{series in PromQL notation: value} as the operator's /metrics serves them."""
-    series: dict[str, float] = {}
-    text = generate_latest(metrics.registry).decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            series[f"{sample.name}{{{labels}}}"] = sample.value
-    return series
+    return exposition_series(generate_latest(metrics.registry).decode())
 
 
 @pytest.mark.helm
