@@ -29,25 +29,16 @@ local function describe(kind)
   end
   return text
 end
-if is_true("Stalled") then
-  hs.status = "Degraded"
-  hs.message = describe("Stalled")
-  return hs
-end
-if is_true("Degraded") then
-  hs.status = "Degraded"
-  hs.message = describe("Degraded")
-  return hs
-end
-if is_true("Reconciling") then
-  hs.status = "Progressing"
-  hs.message = describe("Reconciling")
-  return hs
-end
-if is_true("Ready") then
-  hs.status = "Healthy"
-  hs.message = describe("Ready")
-  return hs
+-- The first abnormal or healthy condition that holds decides, in this order.
+local verdicts = {
+  {"Stalled", "Degraded"}, {"Degraded", "Degraded"}, {"Reconciling", "Progressing"}, {"Ready", "Healthy"},
+}
+for _, verdict in ipairs(verdicts) do
+  if is_true(verdict[1]) then
+    hs.status = verdict[2]
+    hs.message = describe(verdict[1])
+    return hs
+  end
 end
 if conditions["Ready"] ~= nil and conditions["Ready"].reason == "ScaledToZeroNoActivator" then
   -- At zero with no activator to hold requests: idle by choice, not broken, not serving.
