@@ -3,8 +3,8 @@
 
 The schema and CEL tables are walked out of the checked-in CRD (crds/, itself generated from the
 models); the operator table out of the models' own validators (the checks the CRD cannot make)
-and controller/pool/validate.py. tests/unit/api/test_validation_docs.py fails when the checked-in file
-differs from what this script prints, or when a CEL rule or an operator check is missing.
+and controller/pool/validate.py. tests/unit/api/test_validation_docs.py fails when the checked-in
+file differs from what this script prints, or when a CEL rule or an operator check is missing.
 
     .venv/bin/python hack/gen-validation-docs.py           # rewrite docs/validation.md
     .venv/bin/python hack/gen-validation-docs.py --check   # exit 1 when it is stale

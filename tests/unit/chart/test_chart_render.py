@@ -158,6 +158,7 @@ def test_operator_deployment_defaults(default_objects: list[Manifest]) -> None:
         "--health-port=8080",
         "--metrics-port=9090",
         "--agent-image=ghcr.io/warmpool/agent:0.1.0",
+        "--agent-image-pull-policy=IfNotPresent",
     ]
     assert "command" not in container  # the image's ENTRYPOINT is `warmpool`
     probe = container["livenessProbe"]["httpGet"]
