@@ -11,7 +11,9 @@
 # never leaves a half-built component behind.
 #
 # Versions: Kubernetes and etcd are pinned by the wrapper modules in hack/k8s
-# and hack/etcd (go.mod + go.sum); kwok and helm below.
+# and hack/etcd (go.mod + go.sum); kwok and helm below. The health-check
+# harness (hack/health: kstatus, Argo CD's Lua, Flux's CEL) is keyed by a hash
+# of its module files, so any change to them rebuilds it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +23,7 @@ BUILD=${CACHE}/build
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.19.0
 K8S_VERSION=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2} $1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "${ROOT}/hack/k8s/go.mod" | sed -n 1p)
+HEALTH_VERSION=$(cat "${ROOT}"/hack/health/go.mod "${ROOT}"/hack/health/go.sum "${ROOT}"/hack/health/main.go | sha256sum | cut -c1-12)
 ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v/ {print $2}' "${ROOT}/hack/etcd/go.mod" | sed -n 1p)
 
 export CGO_ENABLED=0
@@ -153,6 +156,13 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@${version}"
 }
 
+build_health() {
+  local out=$1 version=$2
+  local dir=${BUILD}/health-${version}
+  stage_module "${ROOT}/hack/health" "${dir}" || return 1
+  (cd "${dir}" && go build -trimpath -ldflags "-s -w" -o "${out}/warmpool-health" .) || return 1
+}
+
 main() {
   if [[ -z ${K8S_VERSION} || -z ${ETCD_VERSION} ]]; then
     log "cannot read the Kubernetes/etcd versions from hack/k8s/go.mod, hack/etcd/go.mod"
@@ -165,6 +175,7 @@ main() {
     kube kube-apiserver kube-controller-manager kube-scheduler kubectl
   build_component kwok "${KWOK_VERSION}" build_kwok kwok
   build_component helm "${HELM_VERSION}" build_helm helm
+  build_component warmpool-health "${HEALTH_VERSION}" build_health warmpool-health
   log "all components ready in $((SECONDS - start))s"
 
   local k8s=${BIN}/kubernetes-${K8S_VERSION}

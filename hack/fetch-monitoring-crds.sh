@@ -10,9 +10,17 @@ VERSION=v0.85.0
 MODULE=github.com/prometheus-operator/prometheus-operator
 CACHE=${WARMPOOL_CACHE:-$HOME/.cache/warmpool}
 DEST=${CACHE}/monitoring-crds-${VERSION}
-CRDS=(monitoring.coreos.com_servicemonitors.yaml monitoring.coreos.com_podmonitors.yaml)
+CRDS=(
+  monitoring.coreos.com_servicemonitors.yaml
+  monitoring.coreos.com_podmonitors.yaml
+  monitoring.coreos.com_prometheusrules.yaml
+)
 
-if [[ -d ${DEST} ]]; then
+cached=1
+for crd in "${CRDS[@]}"; do
+  [[ -f ${DEST}/${crd} ]] || cached=0
+done
+if ((cached)); then
   echo "monitoring CRDs ${VERSION}: cached in ${DEST}" >&2
   exit 0
 fi
@@ -31,5 +39,6 @@ for crd in "${CRDS[@]}"; do
   cp "${dir}/example/prometheus-operator-crd/${crd}" "${tmp}/${crd}"
 done
 chmod -R u+w "${tmp}"
+rm -rf "${DEST}" # an older cache with fewer CRDs
 mv "${tmp}" "${DEST}"
 echo "monitoring CRDs ${VERSION}: copied to ${DEST}" >&2

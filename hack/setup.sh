@@ -43,4 +43,5 @@ timed "GCS emulator (hack/build-gcs.sh)" hack/build-gcs.sh
 timed "Triton (hack/install-triton.sh)" hack/install-triton.sh
 timed "Prometheus (hack/install-prometheus.sh)" hack/install-prometheus.sh
 timed "monitoring CRDs for chart validation (hack/fetch-monitoring-crds.sh)" hack/fetch-monitoring-crds.sh
+timed "Gateway API Inference Extension CRD (hack/fetch-gateway-inference-crds.sh)" hack/fetch-gateway-inference-crds.sh
 timed "container images: pause, agent, operator, CPU Triton (hack/build-images.sh)" hack/build-images.sh

@@ -60,6 +60,7 @@ NOT_EXERCISED: dict[Use, str] = {
     ("discovery.k8s.io", "endpointslices", "get"): _FALLBACK_READ,
     ("", "serviceaccounts", "get"): _FALLBACK_READ,
     ("rbac.authorization.k8s.io", "rolebindings", "get"): _FALLBACK_READ,
+    ("policy", "poddisruptionbudgets", "get"): _FALLBACK_READ,
 }
 #: Grants another part of the chart may add that this run (one replica) cannot show.
 NOT_EXERCISED_IF_GRANTED: dict[str, str] = {

@@ -45,9 +45,12 @@ T = TypeVar("T")
 __all__ = [
     "PrometheusServer",
     "PrometheusStartError",
+    "exposition_series",
     "free_port",
     "prometheus_binary",
+    "promtool",
     "require_prometheus",
+    "require_promtool",
     "static_job",
     "wait_for",
 ]
@@ -71,6 +74,36 @@ def require_prometheus() -> str:
         component_unavailable("prometheus", "no prometheus binary (hack/install-prometheus.sh)")
         raise AssertionError("unreachable")  # component_unavailable always raises
     return binary
+
+
+def require_promtool() -> str:
+    """`promtool` of the same Prometheus install (the Debian package ships both)."""
+    binary = shutil.which("promtool") or (
+        "/usr/bin/promtool" if os.access("/usr/bin/promtool", os.X_OK) else None
+    )
+    if binary is None:
+        component_unavailable("promtool", "no promtool binary (hack/install-prometheus.sh)")
+        raise AssertionError("unreachable")
+    return binary
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real promtool in `cwd` (rule files are named relative to it)."""
+    return subprocess.run(
+        [require_promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def exposition_series(text: str) -> dict[str, float]:
+    """{series in PromQL notation: value} of a /metrics exposition, as Prometheus stores it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    series: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            series[f"{sample.name}{{{labels}}}"] = sample.value
+    return series
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -90,6 +90,27 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "priority": 1,
         "description": "Where the weights come from",
     },
+    {
+        "name": "Revision",
+        "type": "string",
+        "jsonPath": ".status.rollout.revision",
+        "priority": 1,
+        "description": "Revision of the replicas' pod template being rolled out",
+    },
+    {
+        "name": "Updated",
+        "type": "integer",
+        "jsonPath": ".status.rollout.updatedReplicas",
+        "priority": 1,
+        "description": "Replicas of that revision",
+    },
+    {
+        "name": "Last-Cold-Start",
+        "type": "date",
+        "jsonPath": ".status.lastColdStart.startedAt",
+        "priority": 1,
+        "description": "When the last cold start began",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -524,6 +524,66 @@ class HeadroomSpec(APIModel):
     """PriorityClass of the placeholders (negative value; created by the Helm chart)."""
 
 
+class RolloutSpec(APIModel):
+    """How a new revision of the replicas (a changed spec) replaces the running ones."""
+
+    strategy: Literal["Surge", "Replace"] = "Surge"
+    """Surge: start the new revision beside the old one (one free GPU set per surged replica,
+    e.g. the headroom placeholders'), and remove an old replica only once a new one is warm:
+    warm replicas never drop below the floor. Replace: remove old replicas first and start
+    their successors in the freed GPUs, for clusters with no spare GPU; warm replicas drop by
+    up to maxUnavailable while the new revision warms up."""
+    max_surge: int = Field(default=1, ge=1, le=100)
+    """Surge: new replicas started beyond the desired count at once."""
+    max_unavailable: int = Field(default=1, ge=1, le=100)
+    """Replace: old replicas removed at once before their successors are warm."""
+    progress_deadline_seconds: int | None = Field(default=None, ge=30, le=86400)
+    """Seconds a roll-out may go without progress (a new replica scheduled, fetched, warm)
+    before the pool reports Stalled (reason RolloutStalled); unset takes the operator's
+    default (3600: prefetch and warm-up of a large model take long)."""
+
+
+class DisruptionSpec(APIModel):
+    """How the pool's replicas meet voluntary disruption: node drains, cluster autoscalers,
+    Karpenter consolidation, and their own termination."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "!has(self.drainSeconds) || !has(self.terminationGracePeriodSeconds)"
+            " || self.drainSeconds < self.terminationGracePeriodSeconds",
+            "drainSeconds must be < terminationGracePeriodSeconds",
+            ".drainSeconds",
+        )
+    )
+
+    pod_disruption_budget: bool = True
+    """Keep a PodDisruptionBudget `<pool>` whose minAvailable is the effective warm floor, so
+    evictions never take warm replicas below it; none while the floor is 0. Replicas that are
+    not yet warm may always be evicted (unhealthyPodEvictionPolicy AlwaysAllow): a drain is
+    not held up by a replica that serves nothing yet."""
+    protect_cold_starts: bool = True
+    """While a replica cold-starts, annotate it karpenter.sh/do-not-disrupt: "true" and
+    cluster-autoscaler.kubernetes.io/safe-to-evict: "false", so an autoscaler does not remove
+    its node mid-download; the operator removes both once the replica is warm."""
+    termination_grace_period_seconds: int | None = Field(default=None, ge=1, le=3600)
+    """Grace period of a replica's termination; unset: drainSeconds + Triton's exit timeout
+    (the operator's --server-exit-timeout) + 5."""
+    drain_seconds: int | None = Field(default=None, ge=0, le=600)
+    """Seconds a stopping replica keeps serving (preStop) while its endpoint is removed from
+    every proxy, before Triton stops taking requests and finishes the in-flight ones; unset
+    takes the operator's --drain-seconds (5)."""
+
+    @model_validator(mode="after")
+    def _grace_covers_drain(self) -> DisruptionSpec:
+        grace, drain = self.termination_grace_period_seconds, self.drain_seconds
+        if grace is not None and drain is not None and drain >= grace:
+            raise ValueError(
+                "spec.disruption.drainSeconds must be < "
+                "spec.disruption.terminationGracePeriodSeconds"
+            )
+        return self
+
+
 class InferencePoolSpec(APIModel):
     """Desired state of an InferencePool."""
 
@@ -539,6 +599,10 @@ class InferencePoolSpec(APIModel):
     """Automatic scaling."""
     headroom: HeadroomSpec = Field(default_factory=HeadroomSpec)
     """Warm node headroom."""
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    """How a changed spec rolls out."""
+    disruption: DisruptionSpec = Field(default_factory=DisruptionSpec)
+    """Disruption budget, autoscaler hints, termination and drain."""
     replicas: int | None = Field(default=None, ge=0, le=1000)
     """Replicas set by hand or by an external autoscaler through the scale subresource
     (kubectl scale, HPA, KEDA). While set, the built-in scaler stands aside; remove it

@@ -31,13 +31,20 @@ class ConditionType(StrEnum):
     SCALED_TO_ZERO = "ScaledToZero"
     METRICS_AVAILABLE = "MetricsAvailable"
     DEGRADED = "Degraded"
+    # The kstatus conventions (sigs.k8s.io/cli-utils/pkg/kstatus): abnormal-true conditions
+    # that GitOps tools read without knowing the kind. Never both True at once.
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    # Like a Deployment's: True while a revision rolls out and once it has, False when stuck.
+    PROGRESSING = "Progressing"
 
 
 class Condition(APIModel):
     """A condition in the Kubernetes convention (metav1.Condition)."""
 
     type: str = Field(max_length=316)
-    """Condition type: Ready, WeightsCached, Warm, ScaledToZero, MetricsAvailable, Degraded."""
+    """Condition type: Ready, WeightsCached, Warm, ScaledToZero, MetricsAvailable, Degraded,
+    Reconciling, Stalled, Progressing."""
     status: Literal["True", "False", "Unknown"]
     """Status of the condition."""
     reason: str = Field(max_length=1024)
@@ -60,13 +67,19 @@ class ColdStart(APIModel):
     total_seconds: float
     """Creation to warm (gate open)."""
     scheduling_seconds: float
-    """Creation to scheduled on a node."""
+    """Creation to scheduled on a node, less node provisioning."""
     prefetch_seconds: float
-    """Scheduled to init containers done (weights fetched and verified)."""
+    """Scheduled to init containers done (weights fetched and verified), less image pulls."""
     server_start_seconds: float
-    """Init done to Triton ready (load into memory)."""
+    """Init done to Triton ready (load into memory), less image pulls."""
     warmup_seconds: float
     """Triton ready to latency steady (readiness gate opened)."""
+    node_provisioning_seconds: float = 0.0
+    """Of the wait to be scheduled: the time until the pod's node appeared, when it was created
+    after the pod (an autoscaler provisioned it)."""
+    image_pull_seconds: float = 0.0
+    """Image pulls on the node (the kubelet's Pulled Events), taken out of the phases they fell
+    in. The phases and these two add up to the total."""
 
 
 class ScalingStatus(APIModel):
@@ -85,6 +98,22 @@ class ScalingStatus(APIModel):
     """When desiredReplicas last changed."""
     last_request_time: datetime | None = None
     """Last time traffic was seen (survives operator restarts: idle timers resume from it)."""
+
+
+class RolloutStatus(APIModel):
+    """The revision of the replicas' pod template being rolled out, and how far it got."""
+
+    revision: str = Field(default="", max_length=64)
+    """Revision of the pod template the operator applied (annotation warmpool.dev/revision on
+    the Deployment's pods): a hash of the template, so equal specs give equal revisions."""
+    updated_replicas: int = Field(default=0, ge=0)
+    """Pods of this revision (the Deployment's updatedReplicas)."""
+    ready_replicas: int = Field(default=0, ge=0)
+    """Pods of this revision whose containers are ready."""
+    warm_replicas: int = Field(default=0, ge=0)
+    """Pods of this revision that are warm (receive traffic)."""
+    old_replicas: int = Field(default=0, ge=0)
+    """Live pods of older revisions, still to leave."""
 
 
 class InferencePoolStatus(APIModel):
@@ -107,7 +136,10 @@ class InferencePoolStatus(APIModel):
     observed_generation: int = Field(default=0, ge=0)
     """The .metadata.generation this status reflects."""
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
-    """Ready, WeightsCached, Warm, ScaledToZero, MetricsAvailable, Degraded."""
+    """Ready, WeightsCached, Warm, ScaledToZero, MetricsAvailable, Degraded, Reconciling,
+    Stalled, Progressing (docs/status.md says what each means to kstatus, Argo CD and Flux)."""
+    rollout: RolloutStatus | None = None
+    """The revision being rolled out (or last rolled out) and its replica counts."""
     last_cold_start: ColdStart | None = None
     """The most recent cold start and its phase breakdown."""
     scaling: ScalingStatus = Field(default_factory=ScalingStatus)

@@ -14,6 +14,7 @@ from warmpool.controller.pool.coldstart import phase_seconds
 #: Cold starts run from seconds (a cached model on a warm node) to tens of minutes (a large
 #: model downloaded onto a fresh node), so the buckets reach 30 minutes.
 COLD_START_BUCKETS = (1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 450, 600, 900, 1200, 1800)
+CONDITION_STATUSES = ("True", "False", "Unknown")
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -22,12 +23,29 @@ class OperatorMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # Per pool: an SLO and a dashboard are per model. 19 series per phase and pool (17
+        # buckets, sum, count); removed when the pool goes (`forget_pool`).
         self.cold_start_seconds = Histogram(
             "warmpool_cold_start_seconds",
-            "Seconds of a replica's cold start, creation to warm, by phase "
-            "(total, scheduling, prefetch, server_start, warmup).",
-            ["phase"],
+            "Seconds of a replica's cold start, creation to warm, by pool and phase "
+            "(total, node_provisioning, image_pull, scheduling, prefetch, server_start, warmup).",
+            ["namespace", "pool", "phase"],
             buckets=COLD_START_BUCKETS,
+            registry=self.registry,
+        )
+        self.cold_starts = Counter(
+            "warmpool_cold_starts_total",
+            "Cold starts measured (a replica became warm), by pool.",
+            ["namespace", "pool"],
+            registry=self.registry,
+        )
+        # Like kube-state-metrics' *_status_condition: one series per condition and status,
+        # 1 for the status the condition has. Alerts select Stalled="True" and
+        # MetricsAvailable="False" (docs/operations.md).
+        self.pool_condition = Gauge(
+            "warmpool_pool_condition",
+            "A pool's status conditions: 1 for the status each condition has, else 0.",
+            ["namespace", "pool", "condition", "status"],
             registry=self.registry,
         )
         self.reconciles = Counter(
@@ -64,9 +82,27 @@ class OperatorMetrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
-    def observe_cold_start(self, cold_start: ColdStart) -> None:
+    def observe_cold_start(self, namespace: str, pool: str, cold_start: ColdStart) -> None:
         for phase, seconds in phase_seconds(cold_start).items():
-            self.cold_start_seconds.labels(phase=phase).observe(seconds)
+            self.cold_start_seconds.labels(namespace=namespace, pool=pool, phase=phase).observe(
+                seconds
+            )
+        self.cold_starts.labels(namespace=namespace, pool=pool).inc()
+
+    def set_pool_conditions(self, namespace: str, pool: str, conditions: Mapping[str, str]) -> None:
+        """Set a pool's condition series from {type: status}."""
+        for kind, current in conditions.items():
+            for value in CONDITION_STATUSES:
+                self.pool_condition.labels(
+                    namespace=namespace, pool=pool, condition=kind, status=value
+                ).set(1 if value == current else 0)
+
+    def forget_pool(self, namespace: str, pool: str) -> None:
+        """Drop a deleted pool's series (a label set per pool would otherwise grow forever)."""
+        for metric in (self.cold_start_seconds, self.cold_starts, self.pool_condition):
+            for labels in list(_label_sets(metric)):
+                if labels.get("namespace") == namespace and labels.get("pool") == pool:
+                    metric.remove(*labels.values())
 
     def count_write(self, verb: str, kind: str) -> None:
         self.api_writes.labels(verb=verb, kind=kind).inc()
@@ -92,3 +128,10 @@ class OperatorMetrics:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+def _label_sets(metric: Counter | Gauge | Histogram) -> Iterable[dict[str, str]]:
+    """The label sets a labelled metric has children for, in label order."""
+    names = metric._labelnames  # prometheus_client keeps no public accessor for these
+    for values in list(metric._metrics):
+        yield dict(zip(names, values, strict=True))

@@ -201,8 +201,17 @@ class LocalCluster:
         return self.pki_dir / "ca.crt"
 
     def env(self) -> dict[str, str]:
-        """``os.environ`` plus ``KUBECONFIG`` for the admin, for subprocesses."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        """``os.environ`` plus ``KUBECONFIG`` for the admin, for subprocesses, and a kubectl
+        discovery cache of this cluster's own (``KUBECACHEDIR``): the shared ``~/.kube/cache``
+        is keyed by host and port, and loopback ports are reused by the next cluster (of any
+        engineer on the machine), whose kubectl would read a dead cluster's discovery: the
+        suspected cause of ``kubectl wait crd/...`` failing twice here right after the CRD was
+        applied (not reproduced in isolation)."""
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.root_dir / "kube-cache"),
+        }
 
     def api_client(self, kubeconfig: Path | None = None) -> kubernetes.client.ApiClient:
         """A new sync ``kubernetes`` ApiClient (admin unless ``kubeconfig``); close it."""

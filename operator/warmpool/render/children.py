@@ -8,6 +8,7 @@ from warmpool.api.resource import POOL_LABEL, POOL_NAME_PATTERN, InferencePool
 from warmpool.render.common import Obj, RenderError
 from warmpool.render.config import RenderConfig
 from warmpool.render.deployment import build_deployment
+from warmpool.render.disruption import build_pod_disruption_budget, pdb_name
 from warmpool.render.endpoints import (
     ActivatorEndpoints,
     activator_slice_name,
@@ -32,6 +33,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("discovery.k8s.io/v1", "EndpointSlice"),
     ("apps/v1", "DaemonSet"),
+    ("policy/v1", "PodDisruptionBudget"),
     ("apps/v1", "Deployment"),
 )
 
@@ -63,6 +65,7 @@ def optional_children(pool: InferencePool) -> list[tuple[str, str, str]]:
         ("discovery.k8s.io/v1", "EndpointSlice", activator_slice_name(pool)),
         ("apps/v1", "DaemonSet", prepull_name(pool)),
         ("apps/v1", "Deployment", headroom_name(pool)),
+        ("policy/v1", "PodDisruptionBudget", pdb_name(pool)),
     ]
 
 
@@ -73,13 +76,15 @@ def build_children(
     replicas: int,
     service_mode: ServiceMode = "direct",
     activator_endpoints: ActivatorEndpoints | None = None,
+    warm_floor: int = 0,
 ) -> list[Obj]:
     """The pool's children, in apply order: identity, routing, helpers, then the replicas.
 
     Which objects appear depends on the spec and the mode: the pre-pull DaemonSet with
     spec.cache.prepull, the headroom Deployment with spec.headroom.placeholders > 0, the
-    activator EndpointSlice in `activator` mode. The operator deletes its children that are no
-    longer listed. Each object carries `warmpool.dev/spec-hash`, a hash of the rest of it.
+    activator EndpointSlice in `activator` mode, the PodDisruptionBudget while `warm_floor` (the
+    effective floor now) is above 0. The operator deletes its children that are no longer
+    listed. Each object carries `warmpool.dev/spec-hash`, a hash of the rest of it.
     """
     check_pool_name(pool.metadata.name)
     if replicas < 0:
@@ -99,6 +104,9 @@ def build_children(
         children.append(build_prepull_daemonset(pool, config))
     if pool.spec.headroom.placeholders > 0:
         children.append(build_headroom_deployment(pool, config))
+    budget = build_pod_disruption_budget(pool, warm_floor=warm_floor)
+    if budget is not None:
+        children.append(budget)
     children.append(build_deployment(pool, config, replicas=replicas))
     for child in children:
         child["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = content_hash(child)

@@ -22,14 +22,23 @@ from warmpool.render.common import (
     resources,
 )
 from warmpool.render.config import RenderConfig
+from warmpool.render.disruption import (
+    cold_start_hints,
+    deployment_strategy,
+    drain_seconds,
+    progress_deadline_seconds,
+    termination_grace_seconds,
+)
 from warmpool.render.labels import (
     BACKEND_LABEL,
     INFERENCE_SERVER,
     MODEL_FINGERPRINT_ANNOTATION,
+    REVISION_ANNOTATION,
     model_fingerprint,
     object_labels,
     prepull_node_label_key,
     server_selector,
+    template_revision,
 )
 from warmpool.render.prefetch_args import (
     PREFETCH_COMMAND,
@@ -268,7 +277,7 @@ def server_container(pool: InferencePool, config: RenderConfig) -> Obj:
         ),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
-        "lifecycle": {"preStop": {"sleep": {"seconds": config.drain_seconds}}},
+        "lifecycle": {"preStop": {"sleep": {"seconds": drain_seconds(pool, config)}}},
         "resources": _server_resources(pool),
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -367,9 +376,7 @@ def pod_spec(pool: InferencePool, config: RenderConfig) -> Obj:
     spec |= placement(pool)
     spec["affinity"] = affinity(pool)
     # The drain sleep, then Triton's own exit timeout for in-flight requests.
-    spec["terminationGracePeriodSeconds"] = (
-        config.drain_seconds + config.server_exit_timeout_seconds + 5
-    )
+    spec["terminationGracePeriodSeconds"] = termination_grace_seconds(pool, config)
     if warm:
         spec["readinessGates"] = [{"conditionType": WARM_CONDITION}]
     spec |= {
@@ -386,6 +393,17 @@ def build_deployment(pool: InferencePool, config: RenderConfig, *, replicas: int
     extra = {BACKEND_LABEL: pool.spec.server.backend} if pool.spec.server.backend else {}
     meta = object_meta(pool, name, INFERENCE_SERVER, labels=extra)
     meta["annotations"] = {MODEL_FINGERPRINT_ANNOTATION: model_fingerprint(pool.spec.model)}
+    template: Obj = {
+        "metadata": {
+            "labels": pod_labels(pool),
+            "annotations": {
+                "kubectl.kubernetes.io/default-container": SERVER_CONTAINER,
+                **cold_start_hints(pool),
+            },
+        },
+        "spec": pod_spec(pool, config),
+    }
+    template["metadata"]["annotations"][REVISION_ANNOTATION] = template_revision(template)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -393,19 +411,9 @@ def build_deployment(pool: InferencePool, config: RenderConfig, *, replicas: int
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": server_selector(name)},
-            # A warm replica is never taken away before its successor is warm.
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-            },
+            "strategy": deployment_strategy(pool),
             "revisionHistoryLimit": config.revision_history_limit,
-            "progressDeadlineSeconds": config.progress_deadline_seconds,
-            "template": {
-                "metadata": {
-                    "labels": pod_labels(pool),
-                    "annotations": {"kubectl.kubernetes.io/default-container": SERVER_CONTAINER},
-                },
-                "spec": pod_spec(pool, config),
-            },
+            "progressDeadlineSeconds": progress_deadline_seconds(pool, config),
+            "template": template,
         },
     }

@@ -36,6 +36,9 @@ BACKEND_LABEL = f"{GROUP}/backend"
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 #: Fingerprint of the weights a pod or pre-pull copy serves (see `model_fingerprint`).
 MODEL_FINGERPRINT_ANNOTATION = f"{GROUP}/model-fingerprint"
+#: Annotation of a replica's pod template (and so of its pods): the template's revision, a hash
+#: of the template itself. The pool's status.rollout counts pods by it.
+REVISION_ANNOTATION = f"{GROUP}/revision"
 #: Prefix of the node label that says a node holds a verified copy of a pool's weights.
 PREPULL_LABEL_PREFIX = f"prepull.{GROUP}/"
 
@@ -108,6 +111,14 @@ def prepull_node_label_key(namespace: str, pool: str) -> str:
     """
     digest = hashlib.sha1(f"{namespace}/{pool}".encode(), usedforsecurity=False).hexdigest()
     return PREPULL_LABEL_PREFIX + digest[:16]
+
+
+def template_revision(template: dict[str, Any]) -> str:
+    """The revision of a pod template: a hash of it, its own revision annotation left out."""
+    annotations = dict(template.get("metadata", {}).get("annotations") or {})
+    annotations.pop(REVISION_ANNOTATION, None)
+    payload = {**template, "metadata": {**template.get("metadata", {}), "annotations": annotations}}
+    return _short_hash(payload, 10)
 
 
 def content_hash(obj: dict[str, Any]) -> str:

@@ -56,15 +56,16 @@ OPERATOR_NAMESPACED = {
     g("apps", "daemonsets", "get list create patch delete"),
     g("", "services", "get list create patch"),
     g("discovery.k8s.io", "endpointslices", "get list watch create patch delete"),
-    g("", "pods", "list watch"),
-    g("", "events", "create"),
+    g("", "pods", "list watch patch"),
+    g("policy", "poddisruptionbudgets", "get list create patch delete"),
+    g("", "events", "list create"),
     g("events.k8s.io", "events", "create"),
     g("", "serviceaccounts", "get list create patch"),
     g("rbac.authorization.k8s.io", "rolebindings", "get list create patch"),
     g("rbac.authorization.k8s.io", "clusterroles", "bind", (WARMUP_ROLE,)),
 }
 OPERATOR_CLUSTER = {
-    g("", "nodes", "list patch"),
+    g("", "nodes", "get list patch"),
     g("apiextensions.k8s.io", "customresourcedefinitions", "list watch"),
 }
 NAMESPACES_GRANT = g("", "namespaces", "list watch")

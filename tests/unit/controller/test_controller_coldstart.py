@@ -7,6 +7,8 @@ from controller_builders import make_pod
 from warmpool.api.status import ColdStart
 from warmpool.controller.pool.coldstart import (
     describe,
+    go_duration_seconds,
+    image_pulls,
     new_cold_starts,
     pod_cold_start,
 )
@@ -85,3 +87,81 @@ def test_describe_names_every_phase() -> None:
     assert text.startswith(
         "cold start 41.2s: scheduling 0.4s, prefetch 30.1s, server 4.4s, warm-up 6.3s"
     )
+
+
+def _slow_start_pod() -> dict:
+    """Created at 0, scheduled at 60 (a node came up), init done at 100, server ready at 130,
+    warm at 140."""
+    return make_pod(
+        created="2026-01-01T00:00:00Z",
+        scheduled="2026-01-01T00:01:00Z",
+        initialized="2026-01-01T00:01:40Z",
+        containers_ready="2026-01-01T00:02:10Z",
+        warm="2026-01-01T00:02:20Z",
+        warm_message="serverReadyAt=2026-01-01T00:02:10.000Z warmAt=2026-01-01T00:02:20.000Z",
+    )
+
+
+def _pulled(image: str, duration: str, at: str) -> dict:
+    """A kubelet `Pulled` Event as core/v1 carries it."""
+    return {
+        "reason": "Pulled",
+        "message": (
+            f'Successfully pulled image "{image}" in {duration} ({duration} including waiting). '
+            "Image size: 123 bytes."
+        ),
+        "lastTimestamp": at,
+    }
+
+
+def test_node_provisioning_and_image_pulls_are_split_out_and_everything_adds_up() -> None:
+    pulls = image_pulls(
+        [
+            _pulled("agent:1", "12s", "2026-01-01T00:01:12Z"),  # 60-72: in prefetch
+            _pulled("agent:1", "5s", "2026-01-01T00:01:10Z"),  # 65-70: inside the first
+            _pulled("tritonserver:25", "12.5s", "2026-01-01T00:01:52.5Z"),  # 100-112.5: server
+            {"reason": "Pulled", "message": 'Container image "x" already present on machine'},
+            {"reason": "Started", "message": "Started container triton"},
+        ]
+    )
+    measured = pod_cold_start(
+        _slow_start_pod(),
+        node_created=datetime(2026, 1, 1, 0, 0, 45, tzinfo=UTC),
+        pulls=pulls,
+    )
+    assert measured is not None
+    assert measured.node_provisioning_seconds == 45.0
+    assert measured.scheduling_seconds == 15.0
+    assert measured.image_pull_seconds == 24.5  # overlapping pulls count once
+    assert measured.prefetch_seconds == 28.0
+    assert measured.server_start_seconds == 17.5
+    assert measured.warmup_seconds == 10.0
+    parts = (
+        measured.node_provisioning_seconds
+        + measured.image_pull_seconds
+        + measured.scheduling_seconds
+        + measured.prefetch_seconds
+        + measured.server_start_seconds
+        + measured.warmup_seconds
+    )
+    assert abs(parts - measured.total_seconds) < 1e-6
+    assert describe(measured).startswith(
+        "cold start 140.0s: node provisioning 45.0s, image pull 24.5s, scheduling 15.0s"
+    )
+
+
+def test_a_node_older_than_the_pod_provisions_nothing() -> None:
+    measured = pod_cold_start(
+        _slow_start_pod(), node_created=datetime(2025, 1, 1, tzinfo=UTC), pulls=[]
+    )
+    assert measured is not None
+    assert (measured.node_provisioning_seconds, measured.scheduling_seconds) == (0.0, 60.0)
+    assert measured.image_pull_seconds == 0.0
+
+
+def test_go_durations() -> None:
+    assert go_duration_seconds("850ms") == 0.85
+    assert go_duration_seconds("1m2.5s") == 62.5
+    assert go_duration_seconds("1h") == 3600
+    assert go_duration_seconds("12 s") is None
+    assert go_duration_seconds("") is None

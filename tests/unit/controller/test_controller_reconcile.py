@@ -46,6 +46,26 @@ class MemoryApi:
         found = self.objects.get(self._key(ref))
         return copy.deepcopy(found) if found else None
 
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> list[dict[str, Any]]:
+        """Objects of `kind` in `namespace`; of field selectors only involvedObject.uid."""
+        self.calls.append(("list", kind))
+        items = [
+            copy.deepcopy(obj)
+            for (k, ns, _), obj in self.objects.items()
+            if k == kind and ns == (namespace or "")
+        ]
+        if field_selector.startswith("involvedObject.uid="):
+            uid = field_selector.split("=", 1)[1]
+            items = [o for o in items if (o.get("involvedObject") or {}).get("uid") == uid]
+        return items
+
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("apply", manifest["kind"]))
         return self._store(manifest)
@@ -55,11 +75,17 @@ class MemoryApi:
     ) -> dict[str, Any]:
         self.calls.append((f"patch/{subresource}" if subresource else "patch", ref.kind))
         current = self.objects[self._key(ref)]
-        current["status"] = {
-            k: v
-            for k, v in {**current.get("status", {}), **patch["status"]}.items()
-            if v is not None
-        }
+        for part in ("status",):
+            if part in patch:
+                current[part] = {
+                    k: v
+                    for k, v in {**current.get(part, {}), **patch[part]}.items()
+                    if v is not None
+                }
+        if "annotations" in patch.get("metadata", {}):
+            meta = current["metadata"]
+            merged = {**meta.get("annotations", {}), **patch["metadata"]["annotations"]}
+            meta["annotations"] = {k: v for k, v in merged.items() if v is not None}
         return self._store(current)
 
     async def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +97,7 @@ class MemoryApi:
         return self.objects.pop(self._key(ref), None) is not None
 
     def writes(self) -> list[tuple[str, str]]:
-        return [call for call in self.calls if call[0] != "get"]
+        return [call for call in self.calls if call[0] not in ("get", "list")]
 
 
 def setup(
@@ -101,7 +127,15 @@ async def test_first_sync_applies_children_and_status_then_nothing() -> None:
     result = await reconciler.sync(("ml", "llama"), "create")
     assert result.invalid is None
     applied = [kind for verb, kind in api.writes() if verb == "apply"]
-    assert applied == ["ServiceAccount", "RoleBinding", "Service", "Service", "Deployment"]
+    # the PodDisruptionBudget: the default warm floor is 1
+    assert applied == [
+        "ServiceAccount",
+        "RoleBinding",
+        "Service",
+        "Service",
+        "PodDisruptionBudget",
+        "Deployment",
+    ]
     assert ("patch/status", "InferencePool") in api.writes()
     deployment = api.objects[("Deployment", "ml", "llama")]
     assert deployment["spec"]["replicas"] == 1

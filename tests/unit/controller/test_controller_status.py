@@ -184,7 +184,7 @@ def test_cached_nodes_belongs_to_the_prepull_controller() -> None:
 
 def test_the_decision_is_rendered_into_scaling_status_and_metrics_condition() -> None:
     last_request = datetime(2026, 1, 1, 0, 59, tzinfo=UTC)
-    state = PolicyState(last_request_at=last_request.timestamp(), gaps=[30.0])
+    state = PolicyState(last_request_at=last_request.timestamp(), last_burst_at=0.0)
     status = compute_status(inputs([], scaling=decision(2, "demand 2", state=state)))
     assert status.desired_replicas == 2
     assert (status.scaling.owner, status.scaling.reason) == ("warmpool", "demand 2")

@@ -28,7 +28,12 @@ from typing import Any
 
 from warmpool.contract import Obj
 from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef
-from warmpool.controller.kube.watch import is_newer, resource_version
+from warmpool.controller.kube.watch import (
+    TEMPLATE_EDITORS,
+    is_newer,
+    resource_version,
+    template_editors,
+)
 from warmpool.render.children import CHILD_KINDS
 from warmpool.render.labels import MANAGED_BY_LABEL, SPEC_HASH_ANNOTATION, content_hash
 
@@ -106,6 +111,14 @@ class Applier:
         # The resourceVersion of each child this applier deleted, until a watch cache shows it
         # gone: an older cached copy must not cause a second DELETE.
         self._deleted: dict[tuple[str, str, str], Obj] = {}
+        # Per Deployment: the generation this applier left it at after reverting a hand edit of
+        # its pod template. Fields another manager added (the operator never set them) survive
+        # a forced apply; at this generation they are known and reported, not re-applied, so
+        # an idle resync writes nothing.
+        self._edits_seen: dict[tuple[str, str, str], int] = {}
+        #: Hand edits this applier reverted since the caller last took them: (ref, editors,
+        #: editors still owning template fields after the revert).
+        self.reverted: list[tuple[ObjectRef, list[str], list[str]]] = []
 
     def prime(
         self, kind: str, namespace: str | None, items: list[Obj], list_version: str | None
@@ -213,6 +226,9 @@ class Applier:
             self._checked_at[key] = time.monotonic()
             self._must_read.discard(key)
         reason = drift(desired, live)
+        editors = self.template_edit(live, key)
+        if reason is None and editors:
+            reason = f"pod template edited by {', '.join(editors)}"
         if reason is None:
             self._seen[key] = _summary(live)
             return False
@@ -220,7 +236,28 @@ class Applier:
         result = await self._client.apply(desired)
         self._seen[key] = _summary(result)
         self._checked_at[key] = time.monotonic()
+        if editors:
+            left = template_editors(result)
+            self._edits_seen[key] = int((result.get("metadata") or {}).get("generation") or 0)
+            self.reverted.append((ref, editors, left))
         return True
+
+    def template_edit(
+        self, live: Mapping[str, Any] | None, key: tuple[str, str, str] | None = None
+    ) -> list[str]:
+        """The managers that edited a live Deployment's pod template and are not yet answered
+        (an apply that reverted what the operator owns); [] when there is nothing to do."""
+        if live is None:
+            return []
+        editors = list(live.get(TEMPLATE_EDITORS) or [])
+        if not editors:
+            return []
+        meta = live.get("metadata") or {}
+        if key is None:
+            key = ("Deployment", str(meta.get("namespace") or ""), str(meta.get("name")))
+        if self._edits_seen.get(key) == meta.get("generation"):
+            return []
+        return editors
 
     def is_current(self, kind: str, namespace: str, name: str, wanted: str | None) -> bool:
         """Whether the child was last seen (recently enough) with spec-hash `wanted`."""

@@ -40,6 +40,7 @@ PLURALS: Mapping[str, str] = {
     "ServiceAccount": "serviceaccounts",
     "RoleBinding": "rolebindings",
     "EndpointSlice": "endpointslices",
+    "PodDisruptionBudget": "poddisruptionbudgets",
     "ConfigMap": "configmaps",
     "Pod": "pods",
     "Event": "events",
@@ -233,9 +234,16 @@ class KubeClient:
         return items, str(version) if version else None
 
     async def list(
-        self, api_version: str, kind: str, namespace: str | None, label_selector: str = ""
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        label_selector: str = "",
+        field_selector: str = "",
     ) -> list[Obj]:
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         result = await self._call("GET", collection_path(api_version, kind, namespace), query=query)
         items: list[Obj] = list(result.get("items") or [])
         return items

@@ -16,8 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from warmpool.contract import Obj, PoolKey, owner_pool_key, pool_key
+from warmpool.controller.kube.client import FIELD_MANAGER
 from warmpool.render.deployment import server_deployment_name
-from warmpool.render.labels import SPEC_HASH_ANNOTATION
+from warmpool.render.disruption import COLD_START_HINTS
+from warmpool.render.labels import REVISION_ANNOTATION, SPEC_HASH_ANNOTATION
+
+#: Pod annotations the operator reads: the template revision (status.rollout) and the
+#: cold-start hints it removes once the pod is warm.
+POD_ANNOTATIONS = frozenset({REVISION_ANNOTATION, *COLD_START_HINTS})
+#: Key of a slim Deployment listing the other field managers of its pod template.
+TEMPLATE_EDITORS = "templateEditors"
 
 #: The type of a watch event that removed its object.
 DELETED = "DELETED"
@@ -41,7 +49,7 @@ def is_newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) ->
 def slim_pod(pod: Mapping[str, Any]) -> Obj:
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    return copy.deepcopy(
+    slim: Obj = copy.deepcopy(
         {
             "metadata": {
                 key: meta[key]
@@ -64,6 +72,10 @@ def slim_pod(pod: Mapping[str, Any]) -> Obj:
             },
         }
     )
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k in POD_ANNOTATIONS}
+    if annotations:
+        slim["metadata"]["annotations"] = annotations
+    return slim
 
 
 def slim_pool(pool: Mapping[str, Any]) -> Obj:
@@ -99,9 +111,43 @@ def slim_deployment(deployment: Mapping[str, Any]) -> Obj:
         },
         "spec": {"replicas": (deployment.get("spec") or {}).get("replicas")},
     }
+    if "generation" in meta:
+        slim["metadata"]["generation"] = meta["generation"]
     if SPEC_HASH_ANNOTATION in annotations:
         slim["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: annotations[SPEC_HASH_ANNOTATION]}
+    template = (deployment.get("spec") or {}).get("template") or {}
+    revision = ((template.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+    if revision:
+        slim["spec"]["template"] = {"metadata": {"annotations": {REVISION_ANNOTATION: revision}}}
+    editors = template_editors(deployment)
+    if editors:
+        slim[TEMPLATE_EDITORS] = editors  # not a Kubernetes field: the slim copy's own
+    status = deployment.get("status") or {}
+    progressing = [
+        copy.deepcopy(c) for c in status.get("conditions") or [] if c.get("type") == "Progressing"
+    ]
+    slim["status"] = {
+        key: status[key] for key in ("observedGeneration", "updatedReplicas") if key in status
+    } | ({"conditions": progressing} if progressing else {})
     return slim
+
+
+def template_editors(deployment: Mapping[str, Any]) -> list[str]:
+    """Field managers other than the operator that own fields of the pod template: someone
+    edited it (`kubectl edit`, `kubectl rollout undo`, `kubectl set image`, a patch).
+
+    Read from the object itself (metadata.managedFields), so an edit is seen whenever it was
+    made, also while the operator was down; the spec-hash annotation alone cannot see it (an
+    edit keeps the annotation)."""
+    editors: list[str] = []
+    for entry in (deployment.get("metadata") or {}).get("managedFields") or []:
+        manager = str(entry.get("manager") or "")
+        if manager == FIELD_MANAGER or entry.get("subresource"):
+            continue
+        spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:template" in spec and manager not in editors:
+            editors.append(manager)
+    return sorted(editors)
 
 
 @dataclass(frozen=True)

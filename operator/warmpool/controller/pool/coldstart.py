@@ -12,13 +12,22 @@ Phases, from what the pod itself reports:
 - warm-up: Triton ready -> warm, from `warmAt=` in that message when present (sub-second), else the
   gate condition's lastTransitionTime (whole seconds)
 
+Two waits are split out of those phases when the operator can see them:
+
+- node provisioning: out of scheduling, the time until the pod's node was created, when the
+  node appeared after the pod (the pod waited unschedulable for an autoscaler's new node);
+- image pull: out of whichever phases they fell in, the image pulls the kubelet reports in its
+  `Pulled` Events (`Successfully pulled image "..." in 2.5s ...`: the interval ending at the
+  Event's time).
+
 Kubernetes condition times have one-second resolution, so a phase may read 0 s or be off by
 up to a second; negative spans are clamped to 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from warmpool.api.status import ColdStart
@@ -57,8 +66,58 @@ def warm_time(pod: ObjView) -> datetime | None:
     return parse_time(fields.get(WARM_AT)) or parse_time(gate.get("lastTransitionTime"))
 
 
-def pod_cold_start(pod: ObjView) -> ColdStart | None:
-    """The cold start of a warm pod; None while the pod is not warm or lacks the times."""
+Interval = tuple[datetime, datetime]
+
+#: `Successfully pulled image "x" in 2.5s (2.5s including waiting). Image size: ...`: the first
+#: duration is the pull itself (a Go duration: 1m2.5s, 850ms).
+_PULLED = re.compile(r'^Successfully pulled image "[^"]*" in ([0-9.hmsuµ]+)')
+_GO_DURATION_PART = re.compile(r"([0-9.]+)(h|ms|us|µs|ns|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """Seconds of a Go duration string (`1m2.5s`, `850ms`); None when it is not one."""
+    parts = _GO_DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def image_pulls(events: Iterable[ObjView]) -> list[Interval]:
+    """Pull intervals from a pod's kubelet Events (reason Pulled), oldest first."""
+    pulls: list[Interval] = []
+    for event in events:
+        if event.get("reason") != "Pulled":
+            continue
+        match = _PULLED.match(str(event.get("message") or event.get("note") or ""))
+        seconds = go_duration_seconds(match.group(1)) if match else None
+        end = parse_time(
+            event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+        )
+        if seconds is None or end is None:
+            continue
+        pulls.append((end - timedelta(seconds=seconds), end))
+    return sorted(pulls)
+
+
+def _overlap(intervals: Sequence[Interval], start: datetime, end: datetime) -> float:
+    """Seconds of [start, end] covered by the union of `intervals`."""
+    covered, cursor = 0.0, start
+    for a, b in sorted(intervals):
+        a, b = max(a, cursor), min(b, end)
+        if b > a:
+            covered += (b - a).total_seconds()
+            cursor = b
+    return covered
+
+
+def pod_cold_start(
+    pod: ObjView, *, node_created: datetime | None = None, pulls: Sequence[Interval] = ()
+) -> ColdStart | None:
+    """The cold start of a warm pod; None while the pod is not warm or lacks the times.
+
+    `node_created`: when the pod's node was created; `pulls`: its image pulls (`image_pulls`).
+    Without them, nothing is split out."""
     meta = pod.get("metadata") or {}
     created = parse_time(meta.get("creationTimestamp"))
     warm = warm_time(pod)
@@ -80,14 +139,26 @@ def pod_cold_start(pod: ObjView) -> ColdStart | None:
     scheduled = min(max(scheduled, created), warm)
     initialized = min(max(initialized, scheduled), warm)
     server_ready = min(max(server_ready, initialized), warm)
+    provisioned = created
+    if node_created is not None:
+        provisioned = min(max(node_created, created), scheduled)
+
+    def pulled(start: datetime, end: datetime) -> float:
+        return round(_overlap(pulls, start, end), 3)
+
+    prefetch_pulls = pulled(scheduled, initialized)
+    server_pulls = pulled(initialized, server_ready)
+    warmup_pulls = pulled(server_ready, warm)
     return ColdStart(
         pod=str(meta.get("name", "")),
         started_at=created,
         total_seconds=_since(created, warm),
-        scheduling_seconds=_since(created, scheduled),
-        prefetch_seconds=_since(scheduled, initialized),
-        server_start_seconds=_since(initialized, server_ready),
-        warmup_seconds=_since(server_ready, warm),
+        scheduling_seconds=_since(provisioned, scheduled),
+        prefetch_seconds=max(0.0, round(_since(scheduled, initialized) - prefetch_pulls, 3)),
+        server_start_seconds=max(0.0, round(_since(initialized, server_ready) - server_pulls, 3)),
+        warmup_seconds=max(0.0, round(_since(server_ready, warm) - warmup_pulls, 3)),
+        node_provisioning_seconds=_since(created, provisioned),
+        image_pull_seconds=round(prefetch_pulls + server_pulls + warmup_pulls, 3),
     )
 
 
@@ -117,10 +188,20 @@ def new_cold_starts(pods: Iterable[ObjView], last: ColdStart | None) -> list[Col
 
 
 def describe(cold_start: ColdStart) -> str:
-    """`cold start 41.2s: scheduling 0.4s, prefetch 30.1s, server 4.4s, warm-up 6.3s`."""
+    """`cold start 41.2s: scheduling 0.4s, prefetch 30.1s, server 4.4s, warm-up 6.3s`, with
+    `node provisioning` and `image pull` first when there were any."""
+    split = [
+        f"{label} {seconds:.1f}s, "
+        for label, seconds in (
+            ("node provisioning", cold_start.node_provisioning_seconds),
+            ("image pull", cold_start.image_pull_seconds),
+        )
+        if seconds > 0
+    ]
     return (
         f"cold start {cold_start.total_seconds:.1f}s: "
-        f"scheduling {cold_start.scheduling_seconds:.1f}s, "
+        + "".join(split)
+        + f"scheduling {cold_start.scheduling_seconds:.1f}s, "
         f"prefetch {cold_start.prefetch_seconds:.1f}s, "
         f"server {cold_start.server_start_seconds:.1f}s, "
         f"warm-up {cold_start.warmup_seconds:.1f}s"
@@ -136,4 +217,6 @@ def phase_seconds(cold_start: ColdStart) -> dict[str, float]:
         "prefetch": cold_start.prefetch_seconds,
         "server_start": cold_start.server_start_seconds,
         "warmup": cold_start.warmup_seconds,
+        "node_provisioning": cold_start.node_provisioning_seconds,
+        "image_pull": cold_start.image_pull_seconds,
     }

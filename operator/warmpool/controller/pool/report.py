@@ -20,11 +20,20 @@ class Reporter:
         self._events = events
         self._metrics = metrics
         self._phases: dict[PoolKey, str] = {}
+        self._conditions: dict[PoolKey, dict[str, str]] = {}
 
     def forget(self, key: PoolKey) -> None:
-        """A pool is gone: it no longer counts in the phase gauge."""
+        """A pool is gone: it no longer counts in the phase gauge, its series go."""
         self._phases.pop(key, None)
+        self._conditions.pop(key, None)
         self._metrics.set_pool_phases(self._phases.values())
+        self._metrics.forget_pool(key[0], key[1])
+
+    async def drift(self, body: Obj, note: str) -> None:
+        """A child was edited by hand and put back (Warning: someone's change was undone)."""
+        await self._events.post(
+            body, type="Warning", reason="DriftReverted", action="Apply", note=note[:1024]
+        )
 
     async def report(
         self,
@@ -40,8 +49,12 @@ class Reporter:
             # per tick.
             self._phases[key] = status.phase.value
             self._metrics.set_pool_phases(self._phases.values())
+        conditions: dict[str, str] = {item.type: item.status for item in status.conditions}
+        if self._conditions.get(key) != conditions:
+            self._conditions[key] = conditions
+            self._metrics.set_pool_conditions(key[0], key[1], conditions)
         for cold_start in cold_starts:
-            self._metrics.observe_cold_start(cold_start)
+            self._metrics.observe_cold_start(key[0], key[1], cold_start)
             await self._events.post(
                 body, type="Normal", reason="ColdStart", action="Warm", note=describe(cold_start)
             )

@@ -23,11 +23,13 @@ from warmpool.api.status import (
     ConditionType,
     InferencePoolStatus,
     Phase,
+    RolloutStatus,
     ScalingStatus,
 )
 from warmpool.contract import POOL_LABEL, WARM_CONDITION, ObjView
 from warmpool.controller.pool.coldstart import condition_true
 from warmpool.render.deployment import PREFETCH_CONTAINER
+from warmpool.render.labels import REVISION_ANNOTATION
 from warmpool.scaling.policy import Decision
 from warmpool.scaling.state import lasting_part
 
@@ -69,6 +71,10 @@ class StatusInputs:
     scaling: Decision | None = None
     degraded: str | None = None
     last_cold_start: ColdStart | None = None
+    deployment: ObjView | None = None
+    """The pool's server Deployment as the watch cache holds it (revision, Progressing)."""
+    activator: bool = False
+    """Whether an activator holds requests for pools at zero (the operator's setting)."""
 
 
 def live_pods(pods: Sequence[ObjView]) -> list[ObjView]:
@@ -185,14 +191,112 @@ def scaling_status(
     )
 
 
+def pod_revision(pod: ObjView) -> str | None:
+    """The pod template revision a pod was created from."""
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+
+
+def rollout_status(inputs: StatusInputs) -> RolloutStatus | None:
+    """status.rollout: the Deployment's template revision and its pods, by how far they got."""
+    template = ((inputs.deployment or {}).get("spec") or {}).get("template") or {}
+    revision = ((template.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+    if not revision:
+        return None
+    live = live_pods(inputs.pods)
+    updated = [pod for pod in live if pod_revision(pod) == revision]
+    return RolloutStatus(
+        revision=str(revision),
+        updated_replicas=len(updated),
+        ready_replicas=sum(condition_true(p, "ContainersReady") for p in updated),
+        warm_replicas=sum(is_warm(p, inputs.warmup_enabled) for p in updated),
+        old_replicas=len(live) - len(updated),
+    )
+
+
+def deadline_exceeded(deployment: ObjView | None) -> str | None:
+    """The Deployment controller's message when the pool's Deployment made no progress within
+    its progressDeadlineSeconds (Progressing=False, ProgressDeadlineExceeded), else None."""
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if (
+            condition.get("type") == "Progressing"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return str(condition.get("message") or "progress deadline exceeded")
+    return None
+
+
+def progress_conditions(
+    inputs: StatusInputs,
+    counts: PodCounts,
+    desired: int,
+    rollout: RolloutStatus | None,
+    weights: ConditionValue,
+) -> dict[ConditionType, ConditionValue]:
+    """Reconciling, Stalled (kstatus: abnormal-true, never both True) and Progressing."""
+    rolling = rollout is not None and rollout.old_replicas > 0
+    stuck = deadline_exceeded(inputs.deployment)
+    if inputs.degraded:
+        stalled = ConditionValue("True", "InvalidSpec", inputs.degraded[:MAX_MESSAGE])
+    elif weights.reason == "PrefetchFailed":
+        stalled = ConditionValue("True", "PrefetchFailed", weights.message)
+    elif stuck is not None:
+        reason = "RolloutStalled" if rolling else "ProgressDeadlineExceeded"
+        stalled = ConditionValue("True", reason, stuck[:MAX_MESSAGE])
+    else:
+        stalled = ConditionValue("False", "Progressing", "")
+    if stalled.status == "True":
+        reconciling = ConditionValue("False", "Stalled", "the pool cannot progress: see Stalled")
+    elif rolling and rollout is not None:
+        reconciling = ConditionValue(
+            "True",
+            "RollingOut",
+            f"revision {rollout.revision}: {rollout.warm_replicas}/{desired} warm, "
+            f"{rollout.old_replicas} old replica(s) to leave",
+        )
+    elif counts.total < desired:
+        reconciling = ConditionValue("True", "ScalingUp", f"{counts.total}/{desired} replicas")
+    elif counts.total > desired:
+        reconciling = ConditionValue("True", "ScalingDown", f"{counts.total}/{desired} replicas")
+    elif counts.warm < desired:
+        reconciling = ConditionValue("True", "WarmingUp", f"{counts.warm}/{desired} warm")
+    else:
+        reconciling = ConditionValue("False", "Reconciled", f"{counts.warm}/{desired} warm")
+    if rollout is None:
+        progressing = ConditionValue("Unknown", "NoDeployment", "no server Deployment seen yet")
+    elif stalled.reason == "RolloutStalled":
+        progressing = ConditionValue("False", "RolloutStalled", stalled.message)
+    elif rolling:
+        progressing = ConditionValue("True", "RollingOut", reconciling.message)
+    else:
+        progressing = ConditionValue(
+            "True", "RolloutComplete", f"every replica runs revision {rollout.revision}"
+        )
+    return {
+        ConditionType.RECONCILING: reconciling,
+        ConditionType.STALLED: stalled,
+        ConditionType.PROGRESSING: progressing,
+    }
+
+
 def desired_conditions(
     inputs: StatusInputs, counts: PodCounts, desired: int, reason: str
 ) -> dict[ConditionType, ConditionValue]:
     warm, degraded = counts.warm, inputs.degraded
     if warm >= 1:
         ready = ConditionValue("True", "Serving", f"{warm} warm replica(s) receive traffic")
+    elif desired == 0 and inputs.activator:
+        ready = ConditionValue(
+            "True",
+            "ScaledToZeroBehindActivator",
+            "no replica runs; the activator holds requests and wakes the pool",
+        )
     elif desired == 0:
-        ready = ConditionValue("False", "ScaledToZero", "no replica runs")
+        ready = ConditionValue(
+            "False",
+            "ScaledToZeroNoActivator",
+            "no replica runs and no activator holds requests: they fail until it scales up",
+        )
     else:
         ready = ConditionValue("False", "NoWarmReplica", f"0/{desired} replicas warm")
     if desired >= 1 and warm >= desired:
@@ -211,13 +315,15 @@ def desired_conditions(
         degraded_cond = ConditionValue("True", "InvalidSpec", degraded[:MAX_MESSAGE])
     else:
         degraded_cond = ConditionValue("False", "AsExpected", "")
+    weights = weights_cached(inputs.pods)
     return {
         ConditionType.READY: ready,
-        ConditionType.WEIGHTS_CACHED: weights_cached(inputs.pods),
+        ConditionType.WEIGHTS_CACHED: weights,
         ConditionType.WARM: warm_cond,
         ConditionType.SCALED_TO_ZERO: zero,
         ConditionType.METRICS_AVAILABLE: metrics_condition(inputs.scaling),
         ConditionType.DEGRADED: degraded_cond,
+        **progress_conditions(inputs, counts, desired, rollout_status(inputs), weights),
     }
 
 
@@ -280,6 +386,7 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
         observed_generation=inputs.generation,
         conditions=conditions,
         last_cold_start=inputs.last_cold_start or previous.last_cold_start,
+        rollout=rollout_status(inputs) or previous.rollout,
         scaling=scaling,
         scaler_state=scaler_state,
     )
