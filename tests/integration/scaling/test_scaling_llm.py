@@ -29,6 +29,7 @@ from support.triton import TritonServer
 from warmpool.api.resource import InferencePool
 from warmpool.scaling.prometheus import DemandWindow, PrometheusReader
 from warmpool.scaling.service import evaluate
+from warmpool.scaling.state import PolicyState
 from warmpool.warmup.llm import VLLM_TEXT_INTERFACE, StreamRequest, stream_tensors
 from warmpool.warmup.triton import GrpcDriver
 
@@ -105,6 +106,7 @@ async def test_llm_signals_from_a_real_streaming_model(
         async def decide_queue() -> Any:
             return await evaluate(
                 pool("QueueDepth", 1),
+                PolicyState(),
                 datetime.now(UTC),
                 reader,
                 current_replicas=1,
