@@ -32,7 +32,6 @@ crd: ## regenerate the CRD in crds/ and in the chart from the models
 	hack/sync-crds.sh
 
 demo: ## one real local node: chart installed, example pools Ready, a request at zero answered
-	hack/setup.sh python
 	hack/demo.sh
 
 demo-down: ## stop the demo and remove everything it started

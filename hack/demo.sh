@@ -7,7 +7,7 @@
 #      (kubelet, containerd, runc, CNI, kube-proxy, a stand-in GPU device plugin) in namespaces
 #      of its own, the built images imported into its containerd (state in ./.demo/)
 #   3. runs the demo's S3 server (holding the model tests/models/warmup_curve) and a Prometheus
-#      (Kubernetes service discovery) as pods
+#      as pods (a sidecar lists the pods to scrape from the apiserver: hack/demo/servers.yaml)
 #   4. installs the chart with `helm install`: the operator and the activator run as pods from
 #      the built images, under the chart's ServiceAccounts
 #   5. applies the examples that can run here (examples/cpu-python-demo.yaml; the others need
@@ -17,7 +17,8 @@
 #      waits until the idle pool is back at zero
 #
 # It prints each step's time. Everything keeps running for you to look at; `make demo-down`
-# stops it and leaves nothing behind. WARMPOOL_DEMO_TIMEOUT (default 900) bounds each wait.
+# stops it and leaves nothing behind. WARMPOOL_DEMO_TIMEOUT (default 900) bounds each wait;
+# WARMPOOL_DEMO_SETUP=0 skips step 1 (when hack/setup.sh has just run).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +26,8 @@ cd "${ROOT}"
 STATE=${WARMPOOL_DEMO_STATE:-${ROOT}/.demo}
 PYTHON=${PYTHON:-${ROOT}/.venv/bin/python}
 TIMEOUT=${WARMPOOL_DEMO_TIMEOUT:-900}
+# The chart names its objects after a release whose name contains the chart's: warmpool,
+# warmpool-activator.
 RELEASE=warmpool
 SYSTEM_NS=warmpool-system
 SERVERS_NS=warmpool-demo
@@ -35,11 +38,6 @@ PROMETHEUS_IP=10.96.100.20
 IDLE_POOL=warmup-curve-idle
 
 trap 'echo "demo.sh failed (see above); what started still runs: make demo-down" >&2' ERR
-
-if [[ ! -x ${PYTHON} ]]; then
-  echo "no Python at ${PYTHON}: run hack/setup.sh python first, or set PYTHON" >&2
-  exit 1
-fi
 
 declare -a TIMES=()
 STEP_NAME="" STEP_START=0
@@ -65,12 +63,21 @@ print(built_image(sys.argv[1]).ref)' "$1"
 }
 
 step "build or reuse every component and image (hack/setup.sh, cached)"
-hack/setup.sh
+if [[ ${WARMPOOL_DEMO_SETUP:-1} != 0 ]]; then
+  hack/setup.sh
+fi
+if [[ ! -x ${PYTHON} ]]; then
+  echo "no Python at ${PYTHON}: run hack/setup.sh python first, or set PYTHON" >&2
+  exit 1
+fi
 
 step "start the control plane and one real node, images imported (state in ${STATE})"
-"${PYTHON}" -m warmpool.envtest up --state "${STATE}" --real-node \
+"${PYTHON}" -m warmpool.envtest up --state "${STATE}" --gpu-nodes 0 --real-node \
   --images pause,agent,operator,triton-cpu,demo-s3,demo-prometheus
 export KUBECONFIG=${STATE}/kubeconfig
+# kubectl's discovery cache and helm's homes inside the state directory: nothing in ~ to clean.
+export KUBECACHEDIR=${STATE}/kube-cache HELM_CACHE_HOME=${STATE}/helm/cache \
+  HELM_CONFIG_HOME=${STATE}/helm/config HELM_DATA_HOME=${STATE}/helm/data
 KUBECTL=$("${PYTHON}" -c 'from warmpool.envtest import find_binary; print(find_binary("kubectl"))')
 HELM=$("${PYTHON}" -c 'from warmpool.envtest import find_binary; print(find_binary("helm"))')
 "${KUBECTL}" get nodes -o wide
@@ -83,7 +90,7 @@ fill() {
   sed -e "s#@DEMO_S3_IMAGE@#$(image_ref demo-s3)#g" \
     -e "s#@DEMO_PROMETHEUS_IMAGE@#$(image_ref demo-prometheus)#g" \
     -e "s#@S3_IP@#${S3_IP}#g" -e "s#@PROMETHEUS_IP@#${PROMETHEUS_IP}#g" \
-    -e "s#@TRITON_IMAGE@#${TRITON_IMAGE}#g" \
+    -e "s#@TRITON_IMAGE@#${TRITON_IMAGE}#g" -e "s#@AGENT_IMAGE@#${AGENT_IMAGE}#g" \
     -e "s#localhost/warmpool/triton-cpu:latest#${TRITON_IMAGE}#g" "$1"
 }
 
@@ -115,17 +122,20 @@ step "helm install the chart: operator and activator as pods from the built imag
   --set "prometheus.url=http://${PROMETHEUS_IP}:9090" \
   --set activator.enabled=true \
   --set activator.replicaCount=1
-"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}-warmpool" \
+"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}" \
   --timeout="${TIMEOUT}s"
-"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}-warmpool-activator" \
+"${KUBECTL}" -n "${SYSTEM_NS}" rollout status "deployment/${RELEASE}-activator" \
   --timeout="${TIMEOUT}s"
 "${KUBECTL}" -n "${SYSTEM_NS}" get pods -o wide
 
 step "apply the examples that run here, and a scale-to-zero copy"
 for example in examples/*.yaml; do
   if grep -q '^# Not applied by `make demo`' "${example}"; then
-    printf '    skipped %s: %s\n' "${example}" \
-      "$(sed -n 's/^# Not applied by `make demo`: //p' "${example}")"
+    # The reason: that comment paragraph, joined into one line.
+    reason=$(awk 'on && /^#$/ {exit}
+      /^# Not applied by `make demo`: / {on = 1; sub(/^# Not applied by `make demo`: /, "# ")}
+      on {sub(/^# /, ""); printf "%s ", $0}' "${example}")
+    printf '    skipped %s: %s\n' "${example}" "${reason}"
     continue
   fi
   echo "    applying ${example}"

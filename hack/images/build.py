@@ -86,6 +86,10 @@ class Builder:
         self.layers_dir = directory / "layers"
         self.recipes = catalog.load_recipes(REPO)
         self.force = force
+        # Each hashed once, before its layer is built: an input edited during the build must
+        # not move a layer's directory under it (the next run rebuilds from the edited input).
+        self.layer_hashes: dict[str, str] = {}
+        self.image_hashes: dict[str, str] = {}
         self.wheel: Path | None = None
         self.scratch = Path(tempfile.mkdtemp(prefix="warmpool-images-"))
 
@@ -96,7 +100,9 @@ class Builder:
 
     def layer_dir(self, name: str) -> Path:
         # Keyed by content, not by name: recipes that build the same files share the layer.
-        return self.layers_dir / catalog.layer_hash(self.recipes, name, REPO)[:16]
+        if name not in self.layer_hashes:
+            self.layer_hashes[name] = catalog.layer_hash(self.recipes, name, REPO)
+        return self.layers_dir / self.layer_hashes[name][:16]
 
     def tree(self, name: str) -> Path:
         """The layer's files: a whole root for debootstrap/scratch, an overlay upper else."""
@@ -164,6 +170,11 @@ class Builder:
         (root / "etc/resolv.conf").unlink(missing_ok=True)
         (root / "etc/resolv.conf").write_text("")
         (root / "etc/hostname").write_text("localhost\n")
+        if recipe.run:
+            inside = " && ".join(recipe.run)
+            log(f"chroot steps of {recipe.name}: {inside}")
+            chroot = ["chroot", str(root), "/usr/bin/env", "-i", f"PATH={CHROOT_PATH}"]
+            run([*private, *chroot, "/bin/sh", "-euc", inside])
 
     def compile_static(self, recipe: catalog.Recipe, root: Path) -> None:
         root.mkdir(parents=True)
@@ -253,9 +264,7 @@ class Builder:
             "LANG": "C.UTF-8",
             "DEBIAN_FRONTEND": "noninteractive",
             "PIP_CERT": "/tmp/build/ca.crt",
-            # pip's cache lives on the host (below), never in the image: a rebuild after a
-            # code change downloads nothing again.
-            "PIP_CACHE_DIR": "/tmp/pip-cache",
+            "PIP_NO_CACHE_DIR": "1",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_ROOT_USER_ACTION": "ignore",
         }
@@ -264,7 +273,6 @@ class Builder:
             work.rmdir()
             merged.rmdir()
             return
-        pip_cache = self.directory / "pip-cache"
         chroot = ["chroot", str(merged), "/usr/bin/env", "-i"]
         chroot += [f"{key}={value}" for key, value in environment.items()]
         chroot += ["/bin/bash", "-euo", "pipefail", "-c", inside]
@@ -276,8 +284,7 @@ class Builder:
             mount --rbind /dev {merged}/dev
             mount -t tmpfs tmpfs {merged}/tmp
             mount --bind /etc/resolv.conf {merged}/etc/resolv.conf
-            mkdir -p {merged}/tmp/build {merged}/tmp/pip-cache {pip_cache}
-            mount --bind {pip_cache} {merged}/tmp/pip-cache
+            mkdir -p {merged}/tmp/build
             cp {host_ca_bundle()} {merged}/tmp/build/ca.crt
             {f"cp {wheel} {merged}/tmp/build/" if wheel else ""}
             exec {shlex.join(chroot)}
@@ -290,7 +297,7 @@ class Builder:
     # --- images ---------------------------------------------------------------------------
 
     def image(self, name: str) -> catalog.BuiltImage:
-        inputs = catalog.image_hash(self.recipes, name, REPO)
+        inputs = self.image_hashes.setdefault(name, catalog.image_hash(self.recipes, name, REPO))
         recipe = self.recipes[name]
         ref = catalog.reference(recipe, inputs)
         archive = self.directory / f"{name}-{inputs[:16]}.oci.tar"
@@ -324,7 +331,12 @@ class Builder:
 
     def prune_layers(self) -> None:
         """Remove layers no recipe builds any more (older inputs)."""
-        current = {catalog.layer_hash(self.recipes, name, REPO)[:16] for name in self.recipes}
+        current = set()
+        for name in self.recipes:
+            try:
+                current.add(self.layer_dir(name).name)
+            except FileNotFoundError:  # a demo image whose binary is not installed yet
+                continue
         for path in self.layers_dir.iterdir():
             if path.is_dir() and path.name not in current:
                 shutil.rmtree(path)

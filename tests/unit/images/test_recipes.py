@@ -40,6 +40,7 @@ class Described:
     venvs: list[str] = field(default_factory=list)
     pip: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    base_steps: list[str] = field(default_factory=list)
     copied_from_build: list[str] = field(default_factory=list)
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
@@ -91,7 +92,7 @@ def describe(dockerfile: Path) -> Described:
                 elif re.fullmatch(r"/\S+/bin/pip", words[0]) and words[1] == "wheel":
                     continue  # the wheel the recipe builds on the host ({wheel})
                 else:
-                    described.steps.append(command)
+                    (described.base_steps if stage is base else described.steps).append(command)
     final = others[-1]
     env = {"PATH": DOCKER_DEFAULT_PATH}
     for instruction in final:
@@ -140,6 +141,7 @@ def test_same_base(name: str) -> None:
     assert described.base_image == f"debian:{base.suite}-slim"
     assert base.variant == "minbase"
     assert described.base_apt == list(base.apt)
+    assert described.base_steps == [" ".join(step.split()) for step in base.run]
 
 
 def test_same_packages_and_steps(name: str) -> None:
