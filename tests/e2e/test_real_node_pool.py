@@ -18,6 +18,7 @@ import json
 import secrets
 import subprocess
 import time
+import urllib.error
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -215,7 +216,18 @@ def test_pool_becomes_ready_on_the_real_node_and_its_breakdown_matches_the_kubel
 
     # Answered through the pool's Service: kube-proxy to the pod's real IP.
     ip, port = service_port(k8s, namespace, "real")
-    assert len(infer(node.forward(ip, port), MODEL, 1.0)) == 4096
+    local = node.forward(ip, port)
+
+    def answered() -> list[float] | None:
+        # kube-proxy programs the Service's new endpoint asynchronously (its sync period):
+        # until then the ClusterIP refuses the connection.
+        try:
+            return infer(local, MODEL, 1.0)
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    answer = poll_until(answered, what="an answer through the pool's Service", timeout=60)
+    assert len(answer) == 4096
 
 
 def test_request_at_zero_through_the_activator_wakes_the_pool_and_is_answered(
