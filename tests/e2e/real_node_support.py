@@ -3,9 +3,24 @@ name, its fake GPUs, the images imported into it, and the check that it can run 
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from operator_support import free_port, warmpool_executable
+
 from support.components import component_unavailable
-from warmpool.envtest import BinaryNotFoundError, ControlPlaneBinaries, NodeBinaries
+from warmpool.envtest import (
+    BinaryNotFoundError,
+    ControlPlaneBinaries,
+    LocalCluster,
+    NodeBinaries,
+    RealNode,
+    poll_until,
+)
 from warmpool.envtest.images import ImagesNotBuiltError, built_image
+from warmpool.envtest.process import ComponentProcess
 
 REAL_NODE = "real-node-0"
 REAL_NODE_GPUS = 2
@@ -24,3 +39,56 @@ def require_real_node() -> ControlPlaneBinaries:
     except (BinaryNotFoundError, ImagesNotBuiltError) as error:
         component_unavailable("real node", str(error))
     return binaries
+
+
+def start_activator(
+    cluster: LocalCluster, node: RealNode, log: Path, extra: tuple[str, ...] = ()
+) -> tuple[ComponentProcess, int]:
+    """`warmpool activator` in the node's network namespace, where pod IPs are routed, finding
+    pods through real EndpointSlices; returns it and a host port that reaches its HTTP port."""
+    http = free_port()
+    argv = [
+        warmpool_executable(), "activator", "--kubeconfig", str(cluster.kubeconfig),
+        "--bind", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(free_port()),
+        "--metrics-port", str(free_port()), "--hold-timeout", "900", *extra,
+    ]  # fmt: skip
+    process = ComponentProcess("activator", node.netns_command(argv), log)
+    port = node.forward("127.0.0.1", http)
+
+    def listening() -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
+        except urllib.error.HTTPError:
+            return True  # any answer means it listens
+        except (urllib.error.URLError, OSError):
+            return False
+        return True
+
+    try:
+        poll_until(listening, what="activator listening", timeout=60, describe=process.log_tail)
+    except BaseException:
+        process.stop()
+        raise
+    return process, port
+
+
+def infer(
+    port: int, model: str, value: float, *, pool: str | None = None, timeout: float = 30
+) -> list[float]:
+    """One KServe v2 HTTP inference of a warmup_curve-like model (INPUT0, FP32 [4, 1024], every
+    element ``value``) on ``127.0.0.1:port``, through the activator when ``pool`` is given;
+    OUTPUT0's data."""
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [4, 1024],
+                        "data": [value] * 4096}]}  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    if pool is not None:
+        headers["X-Warmpool-Pool"] = pool
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v2/models/{model}/infer",
+        data=json.dumps(body).encode(),
+        headers=headers,
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as reply:
+        answer = json.loads(reply.read())
+    return [float(x) for x in answer["outputs"][0]["data"]]

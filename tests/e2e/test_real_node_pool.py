@@ -19,7 +19,6 @@ import secrets
 import subprocess
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -34,20 +33,17 @@ from operator_support import (
     OperatorProcess,
     as_dict,
     condition,
-    free_port,
     get_pool,
     kubectl,
     pool_pods,
-    warmpool_executable,
 )
 from pool_support import running_operator
-from real_node_support import REAL_NODE
+from real_node_support import REAL_NODE, infer, start_activator
 from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
 
 from support.s3 import S3Server, model_files, running_s3
 from warmpool.envtest import LocalCluster, RealNode, find_binary, poll_until
 from warmpool.envtest.images import built_image
-from warmpool.envtest.process import ComponentProcess
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 MODEL = "warmup_curve"
@@ -165,27 +161,6 @@ def seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def infer(port: int, i: int, pool: str | None = None, timeout: float = 30) -> list[float]:
-    """One KServe v2 inference of warmup_curve on ``127.0.0.1:port``; its output."""
-    body = {
-        "inputs": [
-            {"name": "INPUT0", "datatype": "FP32", "shape": [4, 1024], "data": [float(i)] * 4096}
-        ]
-    }
-    headers = {"Content-Type": "application/json"}
-    if pool is not None:
-        headers["X-Warmpool-Pool"] = pool
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer",
-        data=json.dumps(body).encode(),
-        headers=headers,
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as reply:
-        answer = json.loads(reply.read())
-    return [float(x) for x in answer["outputs"][0]["data"]]
-
-
 def service_port(api: kubernetes.client.ApiClient, namespace: str, pool: str) -> tuple[str, int]:
     """The ClusterIP and http port of the pool's Service (``<pool>``)."""
     service = kubernetes.client.CoreV1Api(api).read_namespaced_service(pool, namespace)
@@ -241,7 +216,18 @@ def test_pool_becomes_ready_on_the_real_node_and_its_breakdown_matches_the_kubel
 
     # Answered through the pool's Service: kube-proxy to the pod's real IP.
     ip, port = service_port(k8s, namespace, "real")
-    assert len(infer(node.forward(ip, port), 1)) == 4096
+    local = node.forward(ip, port)
+
+    def answered() -> list[float] | None:
+        # kube-proxy programs the Service's new endpoint asynchronously (its sync period):
+        # until then the ClusterIP refuses the connection.
+        try:
+            return infer(local, MODEL, 1.0)
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    answer = poll_until(answered, what="an answer through the pool's Service", timeout=60)
+    assert len(answer) == 4096
 
 
 def test_request_at_zero_through_the_activator_wakes_the_pool_and_is_answered(
@@ -265,46 +251,11 @@ def test_request_at_zero_through_the_activator_wakes_the_pool_and_is_answered(
     )
     # The activator runs in the node's network namespace, where pod IPs are routed; it finds
     # the pool's pods through real EndpointSlices (no endpoints file).
-    http_port = free_port()
-    activator = ComponentProcess(
-        "activator",
-        node.netns_command(
-            [
-                warmpool_executable(),
-                "activator",
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "--namespace",
-                namespace,
-                "--bind",
-                "127.0.0.1",
-                "--http-port",
-                str(http_port),
-                "--grpc-port",
-                str(free_port()),
-                "--metrics-port",
-                str(free_port()),
-                "--hold-timeout",
-                "600",
-            ]
-        ),
-        cluster.logs_dir / f"activator-{namespace}.log",
-    )
+    log = cluster.logs_dir / f"activator-{namespace}.log"
+    activator, port = start_activator(cluster, node, log, ("--namespace", namespace))
     try:
-        port = node.forward("127.0.0.1", http_port)
-
-        def listening() -> bool:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/live", timeout=5)
-            except urllib.error.HTTPError:
-                return True
-            except (urllib.error.URLError, OSError):
-                return False
-            return True
-
-        poll_until(listening, what="activator listening", timeout=60, describe=activator.log_tail)
         sent = time.monotonic()
-        answer = infer(port, 3, pool=f"{namespace}/sleepy", timeout=POD_TIMEOUT)
+        answer = infer(port, MODEL, 3.0, pool=f"{namespace}/sleepy", timeout=POD_TIMEOUT)
         print(f"first_answer_from_zero_s={time.monotonic() - sent:.1f}")
         assert len(answer) == 4096
     finally:

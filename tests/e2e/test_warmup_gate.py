@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,10 @@ def _render_chart_objects() -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-@pytest.fixture(scope="module")
-def gate_policy(cluster: LocalCluster) -> Iterator[dict[str, Any]]:
-    """The chart's warm-up ClusterRole, ValidatingAdmissionPolicy and binding, installed."""
+@contextmanager
+def installed_gate_policy(cluster: LocalCluster) -> Iterator[dict[str, Any]]:
+    """The chart's warm-up ClusterRole, ValidatingAdmissionPolicy and binding, installed (and
+    removed on exit); yields them by kind."""
     objects = _render_chart_objects()
     kinds = {obj["kind"]: obj for obj in objects}
     assert set(kinds) == {
@@ -96,6 +98,13 @@ def gate_policy(cluster: LocalCluster) -> Iterator[dict[str, Any]]:
                 kinds["ValidatingAdmissionPolicy"]["metadata"]["name"]
             )
             rbac.delete_cluster_role(kinds["ClusterRole"]["metadata"]["name"])
+
+
+@pytest.fixture(scope="module")
+def gate_policy(cluster: LocalCluster) -> Iterator[dict[str, Any]]:
+    """The chart's warm-up ClusterRole, ValidatingAdmissionPolicy and binding, installed."""
+    with installed_gate_policy(cluster) as kinds:
+        yield kinds
 
 
 # ---- helpers ---------------------------------------------------------------------------

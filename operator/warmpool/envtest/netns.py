@@ -32,8 +32,11 @@ Dialer = Callable[[str, int], socket.socket]
 
 
 def dial_host(host: str, port: int) -> socket.socket:
-    """A TCP connection from the harness's own network namespace."""
-    return socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT)
+    """A TCP connection from the harness's own network namespace (blocking once connected: a
+    relayed connection may stay idle, like a watch, for as long as its ends want)."""
+    sock = socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT)
+    sock.settimeout(None)
+    return sock
 
 
 def host_listener(host: str, port: int) -> socket.socket:

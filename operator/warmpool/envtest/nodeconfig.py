@@ -7,6 +7,7 @@ has no default route: the same addresses in two nodes of two clusters never meet
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,6 @@ class NodeNetwork:
 
     def owns(self, address: str) -> bool:
         """Whether ``address`` is one of this node's: its IP, a pod's, or a Service's."""
-        import ipaddress
-
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

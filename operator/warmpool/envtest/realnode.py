@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -529,8 +528,3 @@ def _ignore_missing(call: Callable[[], object]) -> None:
     except kubernetes.client.ApiException as error:
         if error.status != 404:
             raise
-
-
-def remove_state(root: Path) -> None:
-    """Remove a stopped node's state directory (containerd's snapshots included)."""
-    shutil.rmtree(root, ignore_errors=True)

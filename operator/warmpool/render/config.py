@@ -68,7 +68,7 @@ class RenderConfig:
     """Deployment progress deadline: prefetch and warm-up of a large model take long."""
     model_control_mode: Literal["none", "explicit"] = "explicit"
     """Triton's --model-control-mode; explicit loads only the pool's model (--load-model)."""
-    startup_probe_period_seconds: int = 10
+    startup_probe_period_seconds: int = 1
     """Period of the server's startup probe; its failure threshold covers spec.warmup's
     timeoutSeconds, model load included."""
     drain_seconds: int = 5

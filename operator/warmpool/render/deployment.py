@@ -276,7 +276,10 @@ def server_container(pool: InferencePool, config: RenderConfig) -> Obj:
             failures=max(3, math.ceil(pool.spec.warmup.timeout_seconds / period)),
         ),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
-        "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
+        # Probed every second: the kubelet marks the container ready only at a probe, and the
+        # pod joins the Service no sooner (on a real kubelet, 10 s startup and 5 s readiness
+        # periods held warm pods out 4.8-8.8 s: benchmarks/results/coldstart.md).
+        "readinessProbe": _probe("/v2/health/ready", period=1, failures=5),
         "lifecycle": {"preStop": {"sleep": {"seconds": drain_seconds(pool, config)}}},
         "resources": _server_resources(pool),
         "securityContext": container_security_context(),

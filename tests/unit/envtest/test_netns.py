@@ -163,3 +163,11 @@ def test_egress_proxy_dials_what_its_route_allows_and_refuses_the_rest(tmp_path:
     finally:
         proxy.close()
         upstream.close()
+
+
+def test_a_relayed_connection_may_stay_idle() -> None:
+    """A watch sends nothing for minutes: the relay must not give up on an idle upstream."""
+    upstream = host_listener("127.0.0.1", 0)
+    _echo_server(upstream)
+    assert dial_host(*upstream.getsockname()).gettimeout() is None
+    upstream.close()
