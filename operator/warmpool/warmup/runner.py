@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -159,6 +160,59 @@ async def wait_until_ready(driver: TritonDriver, deadline: float) -> _Ready:
     return _Ready(None, report.REASON_TIMEOUT, "server never became live")
 
 
+async def _drive_until_steady(
+    verdict: Callable[[], Verdict],
+    send: Callable[[int], Awaitable[None]],
+    max_requests: int,
+    concurrency: int,
+    deadline: float,
+    *,
+    sent_label: str,
+    unsteady: str,
+) -> tuple[int, str, str]:
+    """The loop :func:`drive` and :func:`drive_stream` share: ``concurrency`` workers call
+    ``send(n)`` (which sends request n and feeds the detector) until ``verdict()`` decides,
+    ``max_requests`` are sent, ``deadline`` passes or too many consecutive requests fail.
+
+    Returns the number of requests answered successfully and, on failure, a reason and detail
+    (``sent_label`` and ``unsteady``, formatted with the count sent, word them).
+    """
+    sent = 0
+    completed = 0
+    errors = 0
+    failure = ""
+
+    async def worker() -> None:
+        nonlocal sent, completed, errors, failure
+        while verdict() is Verdict.CONTINUE and sent < max_requests and not failure:
+            index = sent
+            sent += 1
+            try:
+                await send(index)
+            except InferenceFailed as error:
+                errors += 1
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    failure = str(error)
+                continue
+            errors = 0
+            completed += 1
+
+    try:
+        async with asyncio.timeout_at(deadline):
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    except TimeoutError:
+        return (
+            completed,
+            report.REASON_TIMEOUT,
+            f"not steady before the timeout ({sent} {sent_label})",
+        )
+    if failure:
+        return completed, report.REASON_INFERENCE_FAILED, f"inference failed: {failure}"
+    if verdict() is Verdict.STEADY:
+        return completed, "", ""
+    return completed, report.REASON_NOT_STEADY, unsteady.format(sent=sent)
+
+
 async def drive(
     driver: TritonDriver,
     requests: list[WarmupRequest],
@@ -173,40 +227,22 @@ async def drive(
     reason and detail (empty strings when steady).
     """
     detector = SteadyStateDetector(rule)
-    sent = 0
-    completed = 0
-    errors = 0
-    failure = ""
 
-    async def worker() -> None:
-        nonlocal sent, completed, errors, failure
-        while detector.verdict is Verdict.CONTINUE and sent < rule.max_requests and not failure:
-            request = requests[sent % len(requests)]
-            sent += 1
-            started = time.perf_counter()
-            try:
-                await driver.infer(request)
-            except InferenceFailed as error:
-                errors += 1
-                if errors >= MAX_CONSECUTIVE_ERRORS:
-                    failure = str(error)
-                continue
-            errors = 0
-            completed += 1
-            detector.add(time.perf_counter() - started)
+    async def send(index: int) -> None:
+        started = time.perf_counter()
+        await driver.infer(requests[index % len(requests)])
+        detector.add(time.perf_counter() - started)
 
-    try:
-        async with asyncio.timeout_at(deadline):
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-    except TimeoutError:
-        detail = f"not steady before the timeout ({sent} sent)"
-        return detector, completed, report.REASON_TIMEOUT, detail
-    if failure:
-        return detector, completed, report.REASON_INFERENCE_FAILED, f"inference failed: {failure}"
-    if detector.verdict is Verdict.STEADY:
-        return detector, completed, "", ""
-    detail = f"latency not steady after {sent} requests"
-    return detector, completed, report.REASON_NOT_STEADY, detail
+    completed, reason, detail = await _drive_until_steady(
+        lambda: detector.verdict,
+        send,
+        rule.max_requests,
+        concurrency,
+        deadline,
+        sent_label="sent",
+        unsteady="latency not steady after {sent} requests",
+    )
+    return detector, completed, reason, detail
 
 
 async def drive_stream(
@@ -219,39 +255,21 @@ async def drive_stream(
     """:func:`drive` for a decoupled model: each request is a streamed answer, judged on its
     time to first token and its inter-token latency (:class:`StreamSteadyDetector`)."""
     detector = StreamSteadyDetector(rule)
-    sent = 0
-    completed = 0
-    errors = 0
-    failure = ""
 
-    async def worker() -> None:
-        nonlocal sent, completed, errors, failure
-        while detector.verdict is Verdict.CONTINUE and sent < rule.max_requests and not failure:
-            request = requests[sent % len(requests)]
-            sent += 1
-            try:
-                timing = await driver.stream(request)
-            except InferenceFailed as error:
-                errors += 1
-                if errors >= MAX_CONSECUTIVE_ERRORS:
-                    failure = str(error)
-                continue
-            errors = 0
-            completed += 1
-            detector.add(timing.ttft, timing.itl)
+    async def send(index: int) -> None:
+        timing = await driver.stream(requests[index % len(requests)])
+        detector.add(timing.ttft, timing.itl)
 
-    try:
-        async with asyncio.timeout_at(deadline):
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-    except TimeoutError:
-        detail = f"not steady before the timeout ({sent} streams sent)"
-        return detector, completed, report.REASON_TIMEOUT, detail
-    if failure:
-        return detector, completed, report.REASON_INFERENCE_FAILED, f"inference failed: {failure}"
-    if detector.verdict is Verdict.STEADY:
-        return detector, completed, "", ""
-    detail = f"time to first token / inter-token latency not steady after {sent} streams"
-    return detector, completed, report.REASON_NOT_STEADY, detail
+    completed, reason, detail = await _drive_until_steady(
+        lambda: detector.verdict,
+        send,
+        rule.max_requests,
+        concurrency,
+        deadline,
+        sent_label="streams sent",
+        unsteady="time to first token / inter-token latency not steady after {sent} streams",
+    )
+    return detector, completed, reason, detail
 
 
 async def _streaming(driver: TritonDriver, mode: str) -> bool:
