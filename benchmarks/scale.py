@@ -48,6 +48,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -365,15 +366,16 @@ class Profiler:
 
     process: subprocess.Popen[bytes]
     out_dir: Path
+    name: str
 
     @classmethod
-    def start(cls, pid: int, out_dir: Path) -> Profiler:
+    def start(cls, pid: int, out_dir: Path, name: str = "operator") -> Profiler:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         out_dir.mkdir(parents=True, exist_ok=True)
         argv = [py_spy, "record", "--pid", str(pid), "--nonblocking", "--rate", "50"]
-        argv += ["--format", "raw", "--output", str(out_dir / "operator.txt")]
-        log = (out_dir / "py-spy.log").open("wb")
-        return cls(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), out_dir)
+        argv += ["--format", "raw", "--output", str(out_dir / f"{name}.txt")]
+        log = (out_dir / f"{name}-py-spy.log").open("wb")
+        return cls(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), out_dir, name)
 
     def stop(self) -> None:
         self.process.send_signal(2)  # SIGINT: py-spy writes its output and exits
@@ -382,9 +384,10 @@ class Profiler:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        stacks = self.out_dir / "operator.txt"
+        stacks = self.out_dir / f"{self.name}.txt"
         if stacks.exists():
-            (self.out_dir / "top.txt").write_text(top_functions(stacks.read_text()))
+            top = "top.txt" if self.name == "operator" else f"{self.name}-top.txt"
+            (self.out_dir / top).write_text(top_functions(stacks.read_text()))
 
 
 def top_functions(collapsed: str, limit: int = 60) -> str:
@@ -433,6 +436,9 @@ class Result:
     load_after: str = ""
     kubernetes: str = ""
     operator_args: list[str] = field(default_factory=list)
+    scrape_cpu_s: float = 0.0
+    series: int = 0
+    side_by_side: list[IdleSample] = field(default_factory=list)
 
 
 def uptime_load() -> str:
@@ -476,26 +482,83 @@ def has_default_account(core: kubernetes.client.CoreV1Api, namespace: str) -> bo
     )
 
 
-def metric_sum(operator: OperatorProcess, name: str, **labels: str) -> float:
+def metric_sum(
+    operator: OperatorProcess, name: str, *, full_scrape: bool = False, **labels: str
+) -> float:
+    """The sum of `name`'s samples with `labels`, read from `/metrics?name[]=<name>` (the
+    operator formats that one family only); `full_scrape`: from the whole page, as this
+    benchmark read it until 2026-12-04 (each such read is a full scrape, see `scrape_cpu`)."""
     try:
-        return float(operator.metric(name, **labels))
+        if not full_scrape:
+            return float(operator.metric(name, **labels))
+        total = 0.0
+        for line in operator.metrics().splitlines():
+            series, _, value = line.rpartition(" ")
+            if series.split("{")[0] == name and all(
+                f'{k}="{v}"' in series for k, v in labels.items()
+            ):
+                total += float(value)
+        return total
     except OSError:
         return 0.0
 
 
-def wait_ticks(operator: OperatorProcess, ticks: int, pools: int, timeout: float) -> None:
-    """Until `ticks` full refresh ticks ran (every pool synced with trigger=tick that often)."""
-    start = metric_sum(operator, "warmpool_reconcile_total", trigger="tick")
+def wait_ticks(
+    operator: OperatorProcess, ticks: int, pools: int, timeout: float, *, full_scrape: bool = False
+) -> None:
+    """Until `ticks` full refresh ticks ran (every pool synced with trigger=tick that often),
+    polled every 0.5 s (`full_scrape`: each poll scrapes the whole /metrics page)."""
+
+    def ticked() -> float:
+        return metric_sum(
+            operator, "warmpool_reconcile_total", full_scrape=full_scrape, trigger="tick"
+        )
+
+    start = ticked()
     poll_until(
-        lambda: (
-            metric_sum(operator, "warmpool_reconcile_total", trigger="tick")
-            >= start + ticks * pools
-        ),
+        lambda: ticked() >= start + ticks * pools,
         what=f"{ticks} refresh ticks of {pools} pools",
         timeout=timeout,
         interval=0.5,
         describe=operator.log_tail,
     )
+
+
+def scrape_cpu(operator: OperatorProcess, scrapes: int = 5) -> tuple[float, int]:
+    """Operator CPU seconds per full /metrics scrape, and the series the page holds."""
+    before = cpu_seconds(operator.process.pid)
+    for _ in range(scrapes):
+        page = operator.metrics()
+    spent = (cpu_seconds(operator.process.pid) - before) / scrapes
+    return spent, sum(1 for line in page.splitlines() if line and not line.startswith("#"))
+
+
+@dataclass
+class IdleSample:
+    """One operator process's idle figures (side by side with --baseline)."""
+
+    code: str
+    load: str
+    tick_cpu_s: float
+    tick_cpu_full_probe_s: float
+    scrape_cpu_s: float
+    series: int
+    hwm_mib: float
+
+
+def baseline_command(ref: str, workdir: Path) -> list[str]:
+    """`warmpool` from `ref`'s operator/ sources (git archive), with this venv's packages."""
+    source = workdir / "baseline"
+    source.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "operator"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    launch = (
+        f"import sys; sys.path.insert(0, {str(source / 'operator')!r}); "
+        "from warmpool.cli import main; sys.exit(main())"
+    )
+    return [sys.executable, "-c", launch]
 
 
 @dataclass
@@ -692,9 +755,15 @@ class Bench:
         wait_ticks(operator, 1, n, tick_timeout)
         audit.read()
         idle: list[dict[str, Any]] = []
+        profiler = (
+            Profiler.start(operator.process.pid, args.profile, "idle") if args.profile else None
+        )
         cpu_before = cpu_seconds(operator.process.pid)
         wait_ticks(operator, 2, n, tick_timeout)
         result.idle_tick_cpu_s = (cpu_seconds(operator.process.pid) - cpu_before) / 2
+        if profiler is not None:
+            profiler.stop()
+        result.scrape_cpu_s, result.series = scrape_cpu(operator)
         result.idle_ticks = 2
         operator.stop()
         idle += by_user(audit.read(), OPERATOR_USER)
@@ -720,7 +789,58 @@ class Bench:
         idle_writes = [e for e in idle if e.get("verb") in WRITE_VERBS]
         result.idle_writes = len(idle_writes)
         result.idle_write_detail = describe(idle_writes)
+        if args.baseline:
+            self._side_by_side(kubeconfig, extra, baseline_command(args.baseline, self.workdir))
         result.load_after = uptime_load()
+
+    def _side_by_side(self, kubeconfig: Path, extra: list[str], baseline: list[str]) -> None:
+        """This tree's operator and `--baseline`'s, in turns (B A, A B, ...) on the same pools
+        and control plane: each resumes every pool, then idle ticks are measured with the
+        filtered probe and with the full-scrape probe, then 5 full scrapes."""
+        args, result, n = self.args, self.result, self.args.pools
+        tick_timeout = max(120.0, 20 * args.scaling_interval)
+        codes = {"baseline": baseline, "this tree": []}
+        for turn in range(args.rounds * 2):
+            code = ("baseline", "this tree")[(turn + turn // 2) % 2]
+            operator = OperatorProcess(
+                self.cluster, kubeconfig, self.workdir / "logs", extra=extra, command=codes[code]
+            )
+            try:
+                load = uptime_load()
+                poll_until(
+                    lambda operator=operator: (
+                        metric_sum(  # type: ignore[misc]
+                            operator, "warmpool_reconcile_total", trigger="resume"
+                        )
+                        >= n
+                    ),
+                    what=f"{code}: {n} pools resumed",
+                    timeout=max(120.0, n * 0.5),
+                    interval=0.5,
+                    describe=operator.log_tail,
+                )
+                wait_ticks(operator, 1, n, tick_timeout)
+                pid = operator.process.pid
+                before = cpu_seconds(pid)
+                wait_ticks(operator, 2, n, tick_timeout)
+                tick = (cpu_seconds(pid) - before) / 2
+                before = cpu_seconds(pid)
+                wait_ticks(operator, 2, n, tick_timeout, full_scrape=True)
+                tick_full = (cpu_seconds(pid) - before) / 2
+                scrape, series = scrape_cpu(operator)
+                sample = IdleSample(
+                    code,
+                    load,
+                    tick,
+                    tick_full,
+                    scrape,
+                    series,
+                    proc_status_kib(pid, "VmHWM") / 1024,
+                )
+            finally:
+                operator.stop()
+            print(f"  side by side: {sample}", flush=True)
+            result.side_by_side.append(sample)
 
 
 def report(result: Result, args: argparse.Namespace) -> str:
@@ -745,6 +865,10 @@ def report(result: Result, args: argparse.Namespace) -> str:
             f"operator CPU per idle refresh tick of {n} pools",
             f"{result.idle_tick_cpu_s:.2f} s",
         ),
+        (
+            "operator CPU per full /metrics scrape (series on the page)",
+            f"{result.scrape_cpu_s:.3f} s ({result.series})",
+        ),
         ("restart: new process -> every pool resumed", f"{result.restart_resume_s:.1f} s"),
         (
             "restart: peak RSS of the new process (resume + 2 ticks)",
@@ -757,6 +881,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
         ),
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    side = side_by_side_report(result.side_by_side, args.baseline, n)
     line = (
         f"pools={n} converge_s={result.converge_s:.1f} rss_mib={result.peak_rss_mib:.0f} "
         f"writes_per_idle_resync={result.idle_writes}"
@@ -783,8 +908,53 @@ Reads while converging: {result.read_detail or "none"}.
 Writes while converging: {result.write_detail or "none"}.
 
 Idle writes: {result.idle_write_detail or "none"}.
-
+{side}
 {line}
+"""
+
+
+def side_by_side_report(samples: list[IdleSample], baseline: str | None, pools: int) -> str:
+    """The --baseline table: every turn, then medians and this tree / baseline ratios."""
+    if not samples:
+        return ""
+    rows = [
+        f"| {s.code} | {s.load} | {s.tick_cpu_s:.2f} | {s.tick_cpu_full_probe_s:.2f} "
+        f"| {s.scrape_cpu_s:.3f} | {s.series} | {s.hwm_mib:.0f} |"
+        for s in samples
+    ]
+
+    def median(code: str, attribute: str) -> float:
+        return float(statistics.median(getattr(s, attribute) for s in samples if s.code == code))
+
+    ratios = []
+    for attribute, what in (
+        ("tick_cpu_s", "CPU per idle tick"),
+        ("tick_cpu_full_probe_s", "CPU per idle tick, full-scrape probe"),
+        ("scrape_cpu_s", "CPU per full scrape"),
+        ("hwm_mib", "peak RSS after resume + ticks"),
+    ):
+        before, after = median("baseline", attribute), median("this tree", attribute)
+        ratios.append(
+            f"- {what}: baseline {before:.3f}, this tree {after:.3f}, "
+            f"ratio {after / before if before else float('nan'):.2f}"
+        )
+    header = (
+        "| code | load (1/5/15) at start | CPU s per idle tick | same, full-scrape probe "
+        "| CPU s per full scrape | series | peak RSS MiB (resume + 5 ticks + scrapes) |"
+    )
+    table = "\n".join([header, "|---|---|---|---|---|---|---|", *rows])
+    return f"""
+## Side by side: this tree and `{baseline}` ({pools} pools, same control plane, in turns)
+
+Each turn starts a new operator process that resumes every pool; it is then measured over 2 idle
+ticks polled with `?name[]=warmpool_reconcile_total` (the operator formats one family), 2 idle
+ticks polled with full scrapes (every 0.5 s, as this benchmark polled before), and 5 full
+scrapes. CPU seconds are the operator process's own (user + system).
+
+{table}
+
+Medians, this tree / baseline:
+{chr(10).join(ratios)}
 """
 
 
@@ -809,6 +979,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--results", type=Path, default=ROOT / "benchmarks" / "results" / "scale.md"
     )
     parser.add_argument("--keep", type=Path, help="keep the cluster's files in this directory")
+    parser.add_argument(
+        "--baseline",
+        help="git ref: after the run, measure its operator and this tree's side by side",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="side-by-side turns per code")
     args = parser.parse_args(argv)
     if args.quick:
         args.pools = 100

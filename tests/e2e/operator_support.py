@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,15 +53,22 @@ class OperatorProcess:
     """`warmpool operator` as a real process; started healthy, stopped for sure."""
 
     def __init__(
-        self, cluster: LocalCluster, kubeconfig: Path, log_dir: Path, extra: Sequence[str] = ()
+        self,
+        cluster: LocalCluster,
+        kubeconfig: Path,
+        log_dir: Path,
+        extra: Sequence[str] = (),
+        *,
+        command: Sequence[str] = (),
     ) -> None:
+        """`command`: how to start `warmpool` (default: this venv's console script)."""
         self.cluster = cluster
         self.health_port = free_port()
         self.metrics_port = free_port()
         log_dir.mkdir(parents=True, exist_ok=True)
         index = len(list(log_dir.glob("operator-*.log")))
         argv = [
-            warmpool_executable(),
+            *(command or [warmpool_executable()]),
             "operator",
             "--kubeconfig",
             str(kubeconfig),
@@ -92,15 +100,18 @@ class OperatorProcess:
     def log_tail(self, lines: int = 60) -> str:
         return self.process.log_tail(lines)
 
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+    def metrics(self, names: Sequence[str] = ()) -> str:
+        """The /metrics page; only the series `names` when given (`?name[]=`: the operator
+        collects and formats nothing else, so polling one counter stays cheap)."""
+        query = urllib.parse.urlencode([("name[]", name) for name in names])
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics" + (f"?{query}" if query else "")
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels` (0 when none)."""
         total = 0.0
-        for line in self.metrics().splitlines():
+        for line in self.metrics([name]).splitlines():
             match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$", line)
             if not match or match.group(1) != name:
                 continue

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from warmpool.api.status import ColdStart, Phase
 from warmpool.controller.pool.coldstart import phase_seconds
@@ -39,15 +40,9 @@ class OperatorMetrics:
             ["namespace", "pool"],
             registry=self.registry,
         )
-        # Like kube-state-metrics' *_status_condition: one series per condition and status,
-        # 1 for the status the condition has. Alerts select Stalled="True" and
-        # MetricsAvailable="False" (docs/operations.md).
-        self.pool_condition = Gauge(
-            "warmpool_pool_condition",
-            "A pool's status conditions: 1 for the status each condition has, else 0.",
-            ["namespace", "pool", "condition", "status"],
-            registry=self.registry,
-        )
+        # Registered here, third, so the exposition keeps its order.
+        self.pool_condition = PoolConditions()
+        self.registry.register(self.pool_condition)
         self.reconciles = Counter(
             "warmpool_reconcile_total",
             "Pool reconciliations by trigger and result.",
@@ -91,18 +86,15 @@ class OperatorMetrics:
 
     def set_pool_conditions(self, namespace: str, pool: str, conditions: Mapping[str, str]) -> None:
         """Set a pool's condition series from {type: status}."""
-        for kind, current in conditions.items():
-            for value in CONDITION_STATUSES:
-                self.pool_condition.labels(
-                    namespace=namespace, pool=pool, condition=kind, status=value
-                ).set(1 if value == current else 0)
+        self.pool_condition.set(namespace, pool, conditions)
 
     def forget_pool(self, namespace: str, pool: str) -> None:
         """Drop a deleted pool's series (a label set per pool would otherwise grow forever)."""
-        for metric in (self.cold_start_seconds, self.cold_starts, self.pool_condition):
+        for metric in (self.cold_start_seconds, self.cold_starts):
             for labels in list(_label_sets(metric)):
                 if labels.get("namespace") == namespace and labels.get("pool") == pool:
                     metric.remove(*labels.values())
+        self.pool_condition.forget(namespace, pool)
 
     def count_write(self, verb: str, kind: str) -> None:
         self.api_writes.labels(verb=verb, kind=kind).inc()
@@ -128,6 +120,52 @@ class OperatorMetrics:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+class PoolConditions:
+    """`warmpool_pool_condition`, like kube-state-metrics' *_status_condition: one series per
+    pool, condition and status, 1 for the status the condition has. Alerts select
+    Stalled="True" and MetricsAvailable="False" (docs/operations.md).
+
+    A collector over one small map per pool rather than a labelled Gauge: 9 conditions x 3
+    statuses made 27 Gauge children per pool (27,000 objects, each with its own lock, for
+    1,000 pools), which held ~18 MiB and were walked one by one on every scrape
+    (benchmarks/scale.py). The series are the Gauge's: a condition once set keeps its series
+    until the pool is forgotten. Pools come in the order first set, each with its conditions
+    (the Gauge listed a condition first seen later after every other series; the order within
+    a family means nothing to Prometheus, and a pool's first status sets all of them)."""
+
+    NAME = "warmpool_pool_condition"
+    HELP = "A pool's status conditions: 1 for the status each condition has, else 0."
+    LABELS = ("namespace", "pool", "condition", "status")
+
+    def __init__(self) -> None:
+        # Written by the event loop, read by the /metrics thread.
+        self._lock = threading.Lock()
+        self._pools: dict[tuple[str, str], dict[str, str]] = {}
+
+    def set(self, namespace: str, pool: str, conditions: Mapping[str, str]) -> None:
+        with self._lock:
+            self._pools.setdefault((namespace, pool), {}).update(conditions)
+
+    def forget(self, namespace: str, pool: str) -> None:
+        with self._lock:
+            self._pools.pop((namespace, pool), None)
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            pools = [(key, list(conditions.items())) for key, conditions in self._pools.items()]
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
+        for (namespace, pool), conditions in pools:
+            for kind, current in conditions:
+                for value in CONDITION_STATUSES:
+                    family.add_metric(
+                        (namespace, pool, kind, value), 1.0 if value == current else 0.0
+                    )
+        yield family
 
 
 def _label_sets(metric: Counter | Gauge | Histogram) -> Iterable[dict[str, str]]:
