@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py [--pools 1000 | --quick] [--namespaces 10]
         [--warm-floor 0] [--scaling-interval 3] [--profile DIR] [--results PATH]
+        [--baseline GITREF [--rounds 2]]
 
 What runs: a LocalCluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK
 with fake 8-GPU nodes), the checked-in CRD, and `warmpool operator` as its own process
@@ -19,6 +20,15 @@ allows (16 concurrent creates) and measures:
 - writes_per_idle_resync: after convergence, the operator's writes (audit log) over >= 2 full
   refresh ticks, an operator restart (SIGTERM, a new process resuming every pool) and >= 2
   ticks of the new process. Must be 0.
+- the operator's CPU per idle refresh tick, and per full /metrics scrape. Ticks are counted
+  from `warmpool_reconcile_total`, polled every 0.5 s as `/metrics?name[]=...` (one family
+  formatted). Until 2026-12-04 each poll was a full scrape, 6 per 3-s tick: with 27 condition
+  series per pool, that probe was most of the "idle tick" (see results/scale.md).
+
+`--baseline GITREF`: after the run, the operator of GITREF's `operator/` sources (git archive,
+this venv's packages) and this tree's take turns (B A A B ...) on the same pools and control
+plane: each resumes every pool, then its idle tick CPU (filtered probe and full-scrape probe),
+its CPU per full scrape and its peak RSS are measured; the report prints medians and ratios.
 
 Pool spec: a realistic scale-to-zero pool (S3 model with revision and checksums file, Triton
 image, 1 GPU, warm-up inputs, warmFloor 0, maxReplicas 4, scaleToZeroAfterSeconds 600).
@@ -33,7 +43,7 @@ subject).
 
 `--profile DIR` samples the operator with py-spy (non-blocking) from the first create to
 convergence and writes DIR/operator.txt (collapsed stacks) and DIR/top.txt (functions by
-inclusive samples).
+inclusive samples); the same over the 2 measured idle ticks into DIR/idle.txt, DIR/idle-top.txt.
 
 Last line: `pools=<n> converge_s=<x> rss_mib=<y> writes_per_idle_resync=<z>` (rss_mib is the
 peak). Targets for 1,000 pools: converge <= 60 s, RSS <= 300 MiB, zero idle writes.
