@@ -30,16 +30,16 @@ from warmpool.controller.kube.events import EventRecorder
 from warmpool.controller.kube.watch import WatchCache
 from warmpool.controller.metrics import OperatorMetrics
 from warmpool.controller.pool.coldstart import image_pulls, new_cold_starts, pod_cold_start
-from warmpool.controller.pool.parsed import ParsedPool, ParsedPools
 from warmpool.controller.pool.report import Reporter
 from warmpool.controller.pool.status import (
     StatusInputs,
     compute_status,
     count_pods,
     is_warm,
+    parse_status,
     status_patch,
 )
-from warmpool.controller.pool.validate import Invalid
+from warmpool.controller.pool.validate import Invalid, validate_pool
 from warmpool.controller.settings import OperatorSettings
 from warmpool.render.children import build_children, optional_children
 from warmpool.render.common import RenderError
@@ -107,8 +107,6 @@ class Reconciler:
         # inputs render the same child, refused again: without this, a Degraded pool's refused
         # apply was re-sent on every scaling tick, forever (tests/e2e/test_hostile_operator.py).
         self._rejected: dict[PoolKey, tuple[str, str]] = {}
-        # Per pool: its body validated and parsed, once per resourceVersion.
-        self._parsed = ParsedPools()
 
     @property
     def applier(self) -> Applier:
@@ -120,7 +118,6 @@ class Reconciler:
         self._locks.pop(key, None)
         self._applied.pop(key, None)
         self._rejected.pop(key, None)
-        self._parsed.forget(key)
         self._applier.forget(*key)
         self._scaler.forget(key)
         self._reporter.forget(key)
@@ -150,29 +147,28 @@ class Reconciler:
         if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
             return SyncResult(phase=None)
         now = self._clock().replace(microsecond=0)
-        parsed = self._parsed.parse(key, body)
+        previous = parse_status(body.get("status"))
         pods = self._cache.pods(key)
-        checked = parsed.checked
+        checked = validate_pool(body)
         if isinstance(checked, InferencePool):
             try:
-                return await self._sync_valid(key, trigger, body, parsed, checked, pods, now)
+                return await self._sync_valid(key, trigger, body, checked, previous, pods, now)
             except RenderError as error:
                 checked = Invalid(f"metadata.name: {error}")
             except ChildRejected as error:
                 checked = Invalid(str(error))
-        return await self._degrade(key, body, parsed, checked, pods, now)
+        return await self._degrade(key, body, checked, previous, pods, now)
 
     async def _sync_valid(
         self,
         key: PoolKey,
         trigger: Trigger,
         body: Obj,
-        parsed: ParsedPool,
         pool: InferencePool,
+        previous: InferencePoolStatus,
         pods: list[Obj],
         now: datetime,
     ) -> SyncResult:
-        previous = parsed.status
         counts = count_pods(pods, pool.spec.warmup.enabled)
         deployment = self._cache.deployment(key)
         current = (deployment or {}).get("spec", {}).get("replicas")
@@ -195,7 +191,7 @@ class Reconciler:
             if decision.owned
             else min(pool.spec.scaling.warm_floor, decision.desired)
         )
-        signature = render_signature(parsed.render_inputs, decision.desired, mode, endpoints, floor)
+        signature = render_signature(body, decision.desired, mode, endpoints, floor)
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == signature:
             raise ChildRejected(rejected[1])  # nothing the render reads has changed since
@@ -240,7 +236,7 @@ class Reconciler:
                 activator=self._settings.activator is not None,
             )
         )
-        writes += await self._write_status(key, body, parsed, status)
+        writes += await self._write_status(key, body, status)
         await self._reporter.report(body, previous, status, cold_starts)
         return SyncResult(phase=status.phase, writes=writes)
 
@@ -248,13 +244,12 @@ class Reconciler:
         self,
         key: PoolKey,
         body: Obj,
-        parsed: ParsedPool,
         invalid: Invalid,
+        previous: InferencePoolStatus,
         pods: list[Obj],
         now: datetime,
     ) -> SyncResult:
         """An unservable spec: report it, and leave the running children exactly as they are."""
-        previous = parsed.status
         meta = body.get("metadata") or {}
         warmup = ((body.get("spec") or {}).get("warmup") or {}).get("enabled", True)
         status = compute_status(
@@ -270,7 +265,7 @@ class Reconciler:
                 activator=self._settings.activator is not None,
             )
         )
-        writes = await self._write_status(key, body, parsed, status)
+        writes = await self._write_status(key, body, status)
         await self._reporter.report(body, previous, status, [])
         return SyncResult(phase=status.phase, invalid=invalid.message, writes=writes)
 
@@ -398,10 +393,8 @@ class Reconciler:
                 writes += await self._applier.delete(ref, owner_uid=pool.metadata.uid)
         return writes
 
-    async def _write_status(
-        self, key: PoolKey, body: Obj, parsed: ParsedPool, status: InferencePoolStatus
-    ) -> int:
-        patch = status_patch(body.get("status"), status, parsed.public_status)
+    async def _write_status(self, key: PoolKey, body: Obj, status: InferencePoolStatus) -> int:
+        patch = status_patch(body.get("status"), status)
         if patch is None:
             return 0
         try:
@@ -440,17 +433,20 @@ def applied_summary(child: Mapping[str, Any]) -> AppliedChild:
 
 
 def render_signature(
-    pool_inputs: str,
+    body: Mapping[str, Any],
     replicas: int,
     mode: ServiceMode,
     endpoints: ActivatorEndpoints | None,
     warm_floor: int = 0,
 ) -> str:
-    """A digest of everything `build_children` reads: what it reads of the body
-    (`parsed.render_inputs`: identity, labels, annotations, spec), the replicas, the Service
-    mode, the activator's endpoints and the warm floor (the disruption budget's minAvailable)."""
+    """A digest of everything `build_children` reads: the pool's identity, labels,
+    annotations and spec, the replicas, the Service mode, the activator's endpoints and the
+    warm floor (the disruption budget's minAvailable)."""
+    meta = body.get("metadata") or {}
     inputs = [
-        pool_inputs,
+        {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "labels")},
+        meta.get("annotations"),
+        body.get("spec"),
         replicas,
         mode,
         None
@@ -458,5 +454,5 @@ def render_signature(
         else [list(endpoints.addresses), endpoints.http_port, endpoints.grpc_port],
         warm_floor,
     ]
-    encoded = json.dumps(inputs, separators=(",", ":"))
+    encoded = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()

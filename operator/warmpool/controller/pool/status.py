@@ -428,21 +428,15 @@ def _comparable(status: InferencePoolStatus) -> InferencePoolStatus:
     )
 
 
-def status_patch(
-    raw: Mapping[str, Any] | None,
-    new: InferencePoolStatus,
-    old: InferencePoolStatus | None = None,
-) -> dict[str, Any] | None:
+def status_patch(raw: Mapping[str, Any] | None, new: InferencePoolStatus) -> dict[str, Any] | None:
     """The merge patch of `status` that turns `raw` into `new`; None when they are equal.
 
     Equality is on the parsed model (not the raw JSON), so formatting differences of times never
     cause a write, and ignores the volatile keys of scalerState. Keys of the old public status
-    the new one lacks are removed (null). `old`: `raw` without FOREIGN_FIELDS, already parsed.
+    the new one lacks are removed (null).
     """
     old_public = {key: value for key, value in (raw or {}).items() if key not in FOREIGN_FIELDS}
-    if old is None:
-        old = parse_status(old_public)
-    if old_public and _comparable(old) == _comparable(new):
+    if old_public and _comparable(parse_status(old_public)) == _comparable(new):
         return None
     body: dict[str, Any] = dump_status(new)
     for key in old_public:
