@@ -21,14 +21,14 @@ from typing import Any
 
 import kubernetes
 
+from warmpool.contract import GROUP, PLURAL, POOL_LABEL, VERSION, WARM_CONDITION
 from warmpool.envtest import LocalCluster, find_binary, poll_until
 from warmpool.envtest.process import ComponentProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = ROOT / "crds" / "warmpool.dev_inferencepools.yaml"
+CRD_PATH = ROOT / "crds" / f"{GROUP}_{PLURAL}.yaml"
 OPERATOR_USER = "warmpool-operator"
-GROUP, VERSION, PLURAL = "warmpool.dev", "v1alpha1", "inferencepools"
-WARM_GATE = "warmpool.dev/warm"
+WARM_GATE = WARM_CONDITION
 TIMEOUT = 120.0  # bound for pod lifecycles on a loaded 2-core machine
 
 
@@ -146,7 +146,7 @@ def install_crd(cluster: LocalCluster, workdir: Path) -> None:
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
-        "crd/inferencepools.warmpool.dev",
+        f"crd/{PLURAL}.{GROUP}",
     )
 
 
@@ -171,7 +171,7 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 def pool_pods(api: kubernetes.client.ApiClient, namespace: str, name: str) -> list[dict[str, Any]]:
     pods = kubernetes.client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=f"warmpool.dev/pool={name}"
+        namespace, label_selector=f"{POOL_LABEL}={name}"
     )
     return [as_dict(api, pod) for pod in pods.items if pod.metadata.deletion_timestamp is None]
 

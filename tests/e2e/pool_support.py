@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import pytest
 from operator_support import (
     OPERATOR_USER,
     TIMEOUT,
@@ -44,6 +45,16 @@ def running_operator(
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(name="operator")
+def operator_fixture(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """Fixture `operator`: `running_operator` for the test's namespace. A module that wants it
+    imports `operator_fixture` (pytest finds it under its fixture name)."""
+    with running_operator(cluster, namespace, tmp_path) as process:
+        yield process
 
 
 def running_pod(api: kubernetes.client.ApiClient, namespace: str, pool: str) -> dict[str, Any]:

@@ -6,9 +6,19 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from operator_support import free_port, warmpool_executable
+import kubernetes
+from operator_support import (
+    OperatorProcess,
+    free_port,
+    get_pool,
+    pool_pods,
+    warmpool_executable,
+)
 
 from support.components import component_unavailable
 from warmpool.envtest import (
@@ -92,3 +102,63 @@ def infer(
     with urllib.request.urlopen(request, timeout=timeout) as reply:
         answer = json.loads(reply.read())
     return [float(x) for x in answer["outputs"][0]["data"]]
+
+
+# ---- one test's pools on the real node (test_real_node_pool.py and the modules reusing it) ----
+
+#: A pod's whole life on this loaded 2-core machine: prefetch, Triton start, warm-up.
+POD_TIMEOUT = 300.0
+
+
+def warm(pool: dict[str, Any], replicas: int) -> bool:
+    """Whether the pool is Ready with exactly `replicas` warm replicas."""
+    status = pool.get("status") or {}
+    return bool(status.get("phase") == "Ready" and status.get("warmReplicas") == replicas)
+
+
+def wait_for(
+    api: kubernetes.client.ApiClient,
+    namespace: str,
+    name: str,
+    what: str,
+    check: Callable[[dict[str, Any]], Any],
+    operator: OperatorProcess,
+    timeout: float = POD_TIMEOUT,
+) -> dict[str, Any]:
+    """The pool once `check(pool)` holds; on a timeout, its status, pods and the operator's log
+    say why."""
+    last: dict[str, Any] = {}
+
+    def probe() -> dict[str, Any] | None:
+        nonlocal last
+        last = get_pool(api, namespace, name)
+        return last if check(last) else None
+
+    def describe() -> str:
+        pods = [(p["metadata"]["name"], p.get("status")) for p in pool_pods(api, namespace, name)]
+        return f"pool status {last.get('status')}\npods {pods}\n{operator.log_tail(20)}"
+
+    return poll_until(probe, what=what, timeout=timeout, describe=describe)
+
+
+@dataclass
+class NodePools:
+    """The pools of one real-node test: the client, namespace and operator bound once, and how
+    the test's module creates a pool (`create(name, scaling)`), so a test says only which pool
+    and what to wait for."""
+
+    api: kubernetes.client.ApiClient
+    namespace: str
+    operator: OperatorProcess
+    create: Callable[[str, dict[str, Any]], None]
+
+    def wait(self, name: str, what: str, check: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+        return wait_for(self.api, self.namespace, name, what, check, self.operator)
+
+    def create_warm(self, name: str, replicas: int, what: str = "") -> dict[str, Any]:
+        """Create `name` with a warm floor of `replicas` and wait until that many are warm."""
+        self.create(name, {"warmFloor": replicas, "maxReplicas": replicas})
+        return self.wait(name, what or f"{replicas} warm replica(s)", lambda p: warm(p, replicas))
+
+    def pods(self, name: str) -> list[dict[str, Any]]:
+        return pool_pods(self.api, self.namespace, name)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -30,7 +29,8 @@ from operator_support import (
     open_gate,
     pool_pods,
 )
-from rollout_support import one_gpu_nodes, own_operator, pool_manifest
+from pool_support import operator_fixture  # noqa: F401  (fixture `operator`)
+from rollout_support import one_gpu_nodes, pool_manifest
 from test_operator import create_pool, now_rfc3339, pool_events, wait_pool
 from test_operator_helm import helm
 
@@ -43,12 +43,6 @@ from warmpool.envtest import LocalCluster, poll_until
 def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
     with one_gpu_nodes(cluster, k8s, "split", 0) as nodes:
         yield nodes
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    with own_operator(cluster, namespace, tmp_path) as process:
-        yield process
 
 
 def seconds_past(moment: datetime, seconds: float) -> bool:

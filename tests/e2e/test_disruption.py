@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -27,7 +26,8 @@ from operator_support import (
     operator_writes,
     pool_pods,
 )
-from rollout_support import one_gpu_nodes, open_gates, own_operator, patch_spec, pool_manifest
+from pool_support import operator_fixture  # noqa: F401  (fixture `operator`)
+from rollout_support import one_gpu_nodes, open_gates, patch_spec, pool_manifest
 from test_operator import create_pool, pool_events, wait_pool
 
 from warmpool.envtest import LocalCluster, poll_until
@@ -38,12 +38,6 @@ from warmpool.render.disruption import COLD_START_HINTS
 def gpu_nodes(cluster: LocalCluster, k8s: kubernetes.client.ApiClient) -> Iterator[OwnGpuNodes]:
     with one_gpu_nodes(cluster, k8s, "disruption", 2) as nodes:
         yield nodes
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    with own_operator(cluster, namespace, tmp_path) as process:
-        yield process
 
 
 def budget(api: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:

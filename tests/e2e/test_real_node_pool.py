@@ -33,12 +33,18 @@ from operator_support import (
     OperatorProcess,
     as_dict,
     condition,
-    get_pool,
     kubectl,
-    pool_pods,
 )
 from pool_support import running_operator
-from real_node_support import REAL_NODE, infer, start_activator
+from real_node_support import (
+    POD_TIMEOUT,
+    REAL_NODE,
+    NodePools,
+    infer,
+    start_activator,
+    wait_for,  # noqa: F401  (test_real_node_image_pull.py imports it from this module)
+    warm,
+)
 from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
 
 from support.s3 import S3Server, model_files, running_s3
@@ -48,8 +54,6 @@ from warmpool.envtest.images import built_image
 MODELS = Path(__file__).resolve().parents[1] / "models"
 MODEL = "warmup_curve"
 INPUTS = [{"name": "INPUT0", "datatype": "FP32", "shape": [4, 1024]}]
-# A pod's whole life on this loaded 2-core machine: prefetch, Triton start, warm-up.
-POD_TIMEOUT = 300.0
 
 
 @pytest.fixture(scope="module")
@@ -124,34 +128,6 @@ def create_pool(
     )
 
 
-def wait_for(
-    api: kubernetes.client.ApiClient,
-    namespace: str,
-    name: str,
-    what: str,
-    check: Any,
-    operator: OperatorProcess,
-    timeout: float = POD_TIMEOUT,
-) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    def probe() -> dict[str, Any] | None:
-        nonlocal last
-        last = get_pool(api, namespace, name)
-        return last if check(last) else None
-
-    def describe() -> str:
-        pods = [(p["metadata"]["name"], p.get("status")) for p in pool_pods(api, namespace, name)]
-        return f"pool status {last.get('status')}\npods {pods}\n{operator.log_tail(20)}"
-
-    return poll_until(probe, what=what, timeout=timeout, describe=describe)
-
-
-def warm(pool: dict[str, Any], replicas: int) -> bool:
-    status = pool.get("status") or {}
-    return bool(status.get("phase") == "Ready" and status.get("warmReplicas") == replicas)
-
-
 def _ready(pod: dict[str, Any]) -> dict[str, Any] | None:
     ready = condition(pod, "Ready")
     return pod if ready is not None and ready["status"] == "True" else None
@@ -168,23 +144,35 @@ def service_port(api: kubernetes.client.ApiClient, namespace: str, pool: str) ->
     return str(service.spec.cluster_ip), int(port)
 
 
-def test_pool_becomes_ready_on_the_real_node_and_its_breakdown_matches_the_kubelet(
-    cluster: LocalCluster,
+@pytest.fixture
+def pools(
     node: RealNode,
     k8s: kubernetes.client.ApiClient,
     namespace: str,
     operator: OperatorProcess,
     s3: S3Server,
-    gate_policy: dict[str, Any],  # noqa: F811
-) -> None:
-    create_pool(k8s, node, namespace, s3, "real", {"warmFloor": 1, "maxReplicas": 1})
-    pool = wait_for(
+) -> NodePools:
+    """This test's pools: `create_pool` of the model in `s3`, waited on with the operator's log."""
+    return NodePools(
         k8s,
         namespace,
+        operator,
+        lambda name, scaling: create_pool(k8s, node, namespace, s3, name, scaling),
+    )
+
+
+def test_pool_becomes_ready_on_the_real_node_and_its_breakdown_matches_the_kubelet(
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    pools: NodePools,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    pools.create("real", {"warmFloor": 1, "maxReplicas": 1})
+    pool = pools.wait(
         "real",
         "Ready with its cold start reported",
         lambda p: warm(p, 1) and (p["status"].get("lastColdStart") or {}).get("pod"),
-        operator,
     )
     cold = pool["status"]["lastColdStart"]
     core = kubernetes.client.CoreV1Api(k8s)
@@ -233,21 +221,15 @@ def test_pool_becomes_ready_on_the_real_node_and_its_breakdown_matches_the_kubel
 def test_request_at_zero_through_the_activator_wakes_the_pool_and_is_answered(
     cluster: LocalCluster,
     node: RealNode,
-    k8s: kubernetes.client.ApiClient,
     namespace: str,
-    operator: OperatorProcess,
-    s3: S3Server,
+    pools: NodePools,
     gate_policy: dict[str, Any],  # noqa: F811
 ) -> None:
-    scaling = {"warmFloor": 0, "maxReplicas": 1, "scaleToZeroAfterSeconds": 3600}
-    create_pool(k8s, node, namespace, s3, "sleepy", scaling)
-    wait_for(
-        k8s,
-        namespace,
+    pools.create("sleepy", {"warmFloor": 0, "maxReplicas": 1, "scaleToZeroAfterSeconds": 3600})
+    pools.wait(
         "sleepy",
         "the pool at zero",
         lambda p: (p.get("status") or {}).get("phase") == "ScaledToZero",
-        operator,
     )
     # The activator runs in the node's network namespace, where pod IPs are routed; it finds
     # the pool's pods through real EndpointSlices (no endpoints file).
@@ -260,33 +242,26 @@ def test_request_at_zero_through_the_activator_wakes_the_pool_and_is_answered(
         assert len(answer) == 4096
     finally:
         activator.stop()
-    pods = pool_pods(k8s, namespace, "sleepy")
+    pods = pools.pods("sleepy")
     assert [p["spec"]["nodeName"] for p in pods] == [REAL_NODE]
 
 
 def test_pod_deleted_without_grace_is_replaced_and_warmed_again_and_drain_evicts(
     cluster: LocalCluster,
-    node: RealNode,
-    k8s: kubernetes.client.ApiClient,
     namespace: str,
-    operator: OperatorProcess,
-    s3: S3Server,
+    pools: NodePools,
     gate_policy: dict[str, Any],  # noqa: F811
 ) -> None:
-    create_pool(k8s, node, namespace, s3, "sturdy", {"warmFloor": 1, "maxReplicas": 1})
-    pool = wait_for(k8s, namespace, "sturdy", "Ready", lambda p: warm(p, 1), operator)
-    first = pool_pods(k8s, namespace, "sturdy")[0]["metadata"]["name"]
+    pool = pools.create_warm("sturdy", 1, "Ready")
+    first = pools.pods("sturdy")[0]["metadata"]["name"]
 
     kubectl(cluster, "-n", namespace, "delete", "pod", first, "--grace-period=0", "--force")
-    pool = wait_for(
-        k8s,
-        namespace,
+    pool = pools.wait(
         "sturdy",
         "a new pod warm",
         lambda p: (
             warm(p, 1) and (p["status"].get("lastColdStart") or {}).get("pod") not in (None, first)
         ),
-        operator,
     )
     second = pool["status"]["lastColdStart"]["pod"]
 
@@ -300,9 +275,7 @@ def test_pod_deleted_without_grace_is_replaced_and_warmed_again_and_drain_evicts
         assert drained.returncode == 0, drained.stderr
         assert f"pod/{second} evicted" in drained.stdout + drained.stderr
         poll_until(
-            lambda: all(
-                p["metadata"]["name"] != second for p in pool_pods(k8s, namespace, "sturdy")
-            ),
+            lambda: all(p["metadata"]["name"] != second for p in pools.pods("sturdy")),
             what="the warm replica evicted",
             timeout=POD_TIMEOUT,
         )
@@ -328,18 +301,15 @@ def prefetch_result(api: kubernetes.client.ApiClient, namespace: str, pod: str) 
 
 
 def test_two_pods_on_one_node_share_one_verified_download(
-    cluster: LocalCluster,
     node: RealNode,
     k8s: kubernetes.client.ApiClient,
     namespace: str,
-    operator: OperatorProcess,
-    s3: S3Server,
+    pools: NodePools,
     gate_policy: dict[str, Any],  # noqa: F811
 ) -> None:
     # A fresh S3 endpoint: a cache key no earlier test filled.
-    create_pool(k8s, node, namespace, s3, "pair", {"warmFloor": 2, "maxReplicas": 2})
-    wait_for(k8s, namespace, "pair", "two warm replicas", lambda p: warm(p, 2), operator)
-    pods = pool_pods(k8s, namespace, "pair")
+    pools.create_warm("pair", 2, "two warm replicas")
+    pods = pools.pods("pair")
     assert len(pods) == 2 and {p["spec"]["nodeName"] for p in pods} == {REAL_NODE}
     results = sorted(
         (prefetch_result(k8s, namespace, p["metadata"]["name"]) for p in pods),
@@ -355,15 +325,12 @@ def test_two_pods_on_one_node_share_one_verified_download(
 
 
 def test_prepull_daemonset_fills_the_node_cache_before_any_replica(
-    cluster: LocalCluster,
-    node: RealNode,
     k8s: kubernetes.client.ApiClient,
     namespace: str,
-    operator: OperatorProcess,
-    s3: S3Server,
+    pools: NodePools,
     gate_policy: dict[str, Any],  # noqa: F811
 ) -> None:
-    create_pool(k8s, node, namespace, s3, "early", {"warmFloor": 0, "maxReplicas": 1})
+    pools.create("early", {"warmFloor": 0, "maxReplicas": 1})
     patch = {"spec": {"cache": {"kind": "node", "prepull": True}}}
     kubernetes.client.CustomObjectsApi(k8s).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "early", patch
@@ -397,4 +364,4 @@ def test_prepull_daemonset_fills_the_node_cache_before_any_replica(
         what="the node labelled as holding the pool's weights",
         timeout=60,
     )
-    assert not pool_pods(k8s, namespace, "early"), labels
+    assert not pools.pods("early"), labels
