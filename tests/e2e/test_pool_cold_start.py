@@ -12,14 +12,17 @@ the pod's identity.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 from operator_support import GROUP, PLURAL, VERSION, OperatorProcess, condition, get_pool
-from pool_support import running_operator, running_pod, warm_up_once
+from pool_support import (
+    operator_fixture,  # noqa: F401  (fixture `operator`)
+    running_pod,
+    warm_up_once,
+)
 from test_operator import pool_events, wait_pool
 from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
 
@@ -30,12 +33,6 @@ from warmpool.warmup.report import parse_time
 MODELS = Path(__file__).resolve().parents[1] / "models"
 POOL = "coldpool"
 INPUTS = [{"name": "INPUT0", "datatype": "FP32", "shape": [4, 1024]}]
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    with running_operator(cluster, namespace, tmp_path) as process:
-        yield process
 
 
 def test_pool_turns_warm_only_after_real_warmup_and_reports_its_cold_start(

@@ -18,14 +18,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import numpy as np
-import pytest
 from operator_support import (
     GROUP,
     PLURAL,
@@ -35,7 +33,11 @@ from operator_support import (
     free_port,
     warmpool_executable,
 )
-from pool_support import running_operator, running_pod, warm_up_once
+from pool_support import (
+    operator_fixture,  # noqa: F401  (fixture `operator`)
+    running_pod,
+    warm_up_once,
+)
 from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
 
 from support.triton import TritonServer, require_triton
@@ -45,12 +47,6 @@ from warmpool.envtest.process import ComponentProcess
 MODELS = Path(__file__).resolve().parents[1] / "integration" / "activator" / "models"
 POOL = "coldpool"
 BURST = 40
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    with running_operator(cluster, namespace, tmp_path) as process:
-        yield process
 
 
 def infer(port: int, pool: str, i: int) -> tuple[int, list[float]]:
