@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py [--pools 1000 | --quick] [--namespaces 10]
         [--warm-floor 0] [--scaling-interval 3] [--profile DIR] [--results PATH]
-        [--baseline GITREF [--rounds 2]]
+        [--baseline GITREF [--rounds 2]] [--code GITREF]
 
 What runs: a LocalCluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK
 with fake 8-GPU nodes), the checked-in CRD, and `warmpool operator` as its own process
@@ -24,6 +24,9 @@ allows (16 concurrent creates) and measures:
   from `warmpool_reconcile_total`, polled every 0.5 s as `/metrics?name[]=...` (one family
   formatted). Until 2026-12-04 each poll was a full scrape, 6 per 3-s tick: with 27 condition
   series per pool, that probe was most of the "idle tick" (see results/scale.md).
+
+`--code GITREF` runs GITREF's operator (same way) for the whole benchmark instead of this tree's:
+convergence and its peak RSS can only be compared run against run.
 
 `--baseline GITREF`: after the run, the operator of GITREF's `operator/` sources (git archive,
 this venv's packages) and this tree's take turns (B A A B ...) on the same pools and control
@@ -578,6 +581,8 @@ class Bench:
     workdir: Path
     result: Result
     watchers: list[Watcher] = field(default_factory=list)
+    #: How the operator is started ([]: this venv's `warmpool`; `--code REF`: REF's sources).
+    command: list[str] = field(default_factory=list)
 
     def run(self) -> Result:
         args, cluster, result = self.args, self.cluster, self.result
@@ -614,7 +619,10 @@ class Bench:
         kubeconfig = cluster.kubeconfig_for_user(OPERATOR_USER, groups=["system:masters"])
         extra = ["--scaling-interval", str(args.scaling_interval), *args.operator_arg]
         result.operator_args = extra
-        operator = OperatorProcess(cluster, kubeconfig, self.workdir / "logs", extra=extra)
+        self.command = baseline_command(args.code, self.workdir) if args.code else []
+        operator = OperatorProcess(
+            cluster, kubeconfig, self.workdir / "logs", extra=extra, command=self.command
+        )
         try:
             self._measure(api, operator, kubeconfig, namespaces, extra)
         finally:
@@ -778,7 +786,9 @@ class Bench:
         operator.stop()
         idle += by_user(audit.read(), OPERATOR_USER)
         restarted = time.monotonic()
-        operator = OperatorProcess(self.cluster, kubeconfig, self.workdir / "logs", extra=extra)
+        operator = OperatorProcess(
+            self.cluster, kubeconfig, self.workdir / "logs", extra=extra, command=self.command
+        )
         try:
             poll_until(
                 lambda: metric_sum(operator, "warmpool_reconcile_total", trigger="resume") >= n,
@@ -892,6 +902,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
     ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     side = side_by_side_report(result.side_by_side, args.baseline, n)
+    code = f", the code of {args.code}" if args.code else ""
     line = (
         f"pools={n} converge_s={result.converge_s:.1f} rss_mib={result.peak_rss_mib:.0f} "
         f"writes_per_idle_resync={result.idle_writes}"
@@ -905,7 +916,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
   {result.load_after} at the end.
 - Control plane: {result.kubernetes} (etcd, kube-apiserver, kube-controller-manager,
   kube-scheduler, KWOK) on loopback; the operator runs as its own process, cluster-wide
-  (`warmpool operator {" ".join(result.operator_args)}`).
+  (`warmpool operator {" ".join(result.operator_args)}`{code}).
 - Pools: scale-to-zero spec (S3 model, Triton image, 1 GPU, warm-up inputs, warmFloor
   {result.warm_floor}, maxReplicas 4), spread over {result.namespaces} namespaces; no Prometheus.
 
@@ -994,6 +1005,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="git ref: after the run, measure its operator and this tree's side by side",
     )
     parser.add_argument("--rounds", type=int, default=2, help="side-by-side turns per code")
+    parser.add_argument(
+        "--code",
+        help="git ref: run that ref's operator (its operator/ sources) instead of this tree's",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.pools = 100
