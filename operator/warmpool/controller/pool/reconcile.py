@@ -30,6 +30,7 @@ from warmpool.controller.kube.watch import WatchCache
 from warmpool.controller.metrics import OperatorMetrics
 from warmpool.controller.pool.coldstart import new_cold_starts
 from warmpool.controller.pool.coldstart_io import lift_cold_start_hints, split_cold_starts
+from warmpool.controller.pool.fallback import plan_rollout
 from warmpool.controller.pool.pods import count_pods
 from warmpool.controller.pool.report import Reporter
 from warmpool.controller.pool.rollout import deployment_for_status
@@ -187,7 +188,11 @@ class Reconciler:
             if decision.owned
             else min(pool.spec.scaling.warm_floor, decision.desired)
         )
-        signature = render_signature(body, decision.desired, mode, endpoints, floor)
+        # strategy Auto: surge, or replace in place once a surged replica found no GPU in time
+        plan = plan_rollout(pool.spec, deployment, pods, previous.rollout, now)
+        signature = render_signature(
+            body, decision.desired, mode, endpoints, floor, plan.replace_revision
+        )
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == signature:
             raise ChildRejected(rejected[1])  # nothing the render reads has changed since
@@ -202,6 +207,7 @@ class Reconciler:
                 service_mode=mode,
                 activator_endpoints=endpoints,
                 warm_floor=floor,
+                replace_revision=plan.replace_revision,
             )
             try:
                 writes = await self._apply_children(key, pool, children)
@@ -232,6 +238,7 @@ class Reconciler:
                 last_cold_start=cold_starts[-1] if cold_starts else None,
                 deployment=deployment_for_status(self._cache.deployment(key), rendered),
                 activator=self._settings.activator is not None,
+                plan=plan,
             )
         )
         writes += await self._write_status(key, body, status)
@@ -361,10 +368,12 @@ def render_signature(
     mode: ServiceMode,
     endpoints: ActivatorEndpoints | None,
     warm_floor: int = 0,
+    replace_revision: str | None = None,
 ) -> str:
     """A digest of everything `build_children` reads: the pool's identity, labels,
     annotations and spec, the replicas, the Service mode, the activator's endpoints and the
-    warm floor (the disruption budget's minAvailable)."""
+    warm floor (the disruption budget's minAvailable), and the revision strategy Auto replaces
+    in place."""
     meta = body.get("metadata") or {}
     inputs = [
         {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "labels")},
@@ -376,6 +385,7 @@ def render_signature(
         if endpoints is None
         else [list(endpoints.addresses), endpoints.http_port, endpoints.grpc_port],
         warm_floor,
+        replace_revision,
     ]
     encoded = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()

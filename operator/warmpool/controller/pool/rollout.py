@@ -73,8 +73,13 @@ def progress_conditions(
     desired: int,
     rollout: RolloutStatus | None,
     weights: ConditionValue,
+    waiting: str = "",
 ) -> dict[ConditionType, ConditionValue]:
-    """Reconciling, Stalled (kstatus: abnormal-true, never both True) and Progressing."""
+    """Reconciling, Stalled (kstatus: abnormal-true, never both True) and Progressing.
+
+    A roll-out that strategy Auto switched to replacing in place is still progressing
+    (`ReplacingInPlace`, kstatus InProgress); it is Stalled only if even that makes no progress
+    by the deadline. `waiting` says that a surged replica waits for a GPU, and until when."""
     rolling = rollout is not None and rollout.old_replicas > 0
     stuck = deadline_exceeded(deployment)
     if degraded:
@@ -107,8 +112,11 @@ def progress_conditions(
         progressing = ConditionValue("Unknown", "NoDeployment", "no server Deployment seen yet")
     elif stalled.reason == "RolloutStalled":
         progressing = ConditionValue("False", "RolloutStalled", stalled.message)
+    elif rolling and rollout is not None and rollout.fallback:
+        progressing = ConditionValue("True", "ReplacingInPlace", rollout.fallback)
     elif rolling:
-        progressing = ConditionValue("True", "RollingOut", reconciling.message)
+        note = f"{reconciling.message}; {waiting}" if waiting else reconciling.message
+        progressing = ConditionValue("True", "RollingOut", note[:MAX_MESSAGE])
     else:
         progressing = ConditionValue(
             "True", "RolloutComplete", f"every replica runs revision {rollout.revision}"

@@ -23,10 +23,12 @@ from warmpool.api.status import (
     ConditionType,
     InferencePoolStatus,
     Phase,
+    RolloutStatus,
     ScalingStatus,
 )
 from warmpool.contract import POOL_LABEL, ObjView
 from warmpool.controller.pool.coldstart import condition_true
+from warmpool.controller.pool.fallback import RolloutPlan, with_plan
 from warmpool.controller.pool.pods import (
     MAX_MESSAGE,
     ConditionValue,
@@ -57,6 +59,9 @@ class StatusInputs:
     """The pool's server Deployment as the watch cache holds it (revision, Progressing)."""
     activator: bool = False
     """Whether an activator holds requests for pools at zero (the operator's setting)."""
+    plan: RolloutPlan | None = None
+    """How the Deployment's revision rolls out (strategy Auto resolved); None: not decided
+    (a Degraded pool), the previous status's word stands."""
 
 
 def phase_of(counts: PodCounts, desired: int, degraded: bool) -> Phase:
@@ -148,7 +153,11 @@ def scaling_status(
 
 
 def desired_conditions(
-    inputs: StatusInputs, counts: PodCounts, desired: int, reason: str
+    inputs: StatusInputs,
+    counts: PodCounts,
+    desired: int,
+    reason: str,
+    rollout: RolloutStatus | None,
 ) -> dict[ConditionType, ConditionValue]:
     warm, degraded = counts.warm, inputs.degraded
     if warm >= 1:
@@ -196,8 +205,9 @@ def desired_conditions(
             inputs.degraded,
             counts,
             desired,
-            rollout_status(inputs.deployment, inputs.pods, inputs.warmup_enabled),
+            rollout,
             weights,
+            inputs.plan.waiting if inputs.plan is not None else "",
         ),
     }
 
@@ -244,9 +254,12 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
         scaling = previous.scaling
         scaler_state = previous.scaler_state
         reason = ""
+    rollout = rollout_status(inputs.deployment, inputs.pods, inputs.warmup_enabled)
+    if rollout is not None:
+        rollout = with_plan(rollout, inputs.plan, previous.rollout)
     conditions = merge_conditions(
         previous.conditions,
-        desired_conditions(inputs, counts, desired, reason),
+        desired_conditions(inputs, counts, desired, reason, rollout),
         now=inputs.now,
         generation=inputs.generation,
     )
@@ -261,8 +274,7 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
         observed_generation=inputs.generation,
         conditions=conditions,
         last_cold_start=inputs.last_cold_start or previous.last_cold_start,
-        rollout=rollout_status(inputs.deployment, inputs.pods, inputs.warmup_enabled)
-        or previous.rollout,
+        rollout=rollout or previous.rollout,
         scaling=scaling,
         scaler_state=scaler_state,
     )
