@@ -207,9 +207,17 @@ def desired_conditions(
             desired,
             rollout,
             weights,
-            inputs.plan.waiting if inputs.plan is not None else "",
+            waiting_for_gpu(inputs.plan, rollout),
         ),
     }
+
+
+def waiting_for_gpu(plan: RolloutPlan | None, rollout: RolloutStatus | None) -> str:
+    """The plan's word that a surged replica waits for a GPU, when it is about this revision
+    (not about the one before a template applied in this sync)."""
+    if plan is None or rollout is None or plan.revision != rollout.revision:
+        return ""
+    return plan.waiting
 
 
 def merge_conditions(
