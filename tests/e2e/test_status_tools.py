@@ -361,6 +361,22 @@ def test_auto_replaces_in_place_when_no_gpu_frees_for_the_surge(
     verdicts.record("auto-fallback")
 
 
+def test_the_surge_timeout_must_be_below_the_progress_deadline(
+    cluster: LocalCluster, k8s: kubernetes.client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """The CRD's CEL rule, on the real apiserver: Auto cannot wait for a GPU past the deadline
+    (a Stalled would come first); Surge and Replace do not wait, so they may set both."""
+    install_crd(cluster, tmp_path)
+    rollout = {"surgeTimeoutSeconds": 60, "progressDeadlineSeconds": 60}
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        create_pool(k8s, pool_manifest("late", namespace, rollout=rollout))
+    assert refused.value.status == 422
+    message = json.loads(refused.value.body)["message"]
+    assert "spec.rollout.surgeTimeoutSeconds" in message
+    assert "surgeTimeoutSeconds must be < progressDeadlineSeconds" in message
+    create_pool(k8s, pool_manifest("fixed", namespace, rollout={**rollout, "strategy": "Surge"}))
+
+
 def test_a_pool_at_zero_behind_the_activator_is_ready(
     cluster: LocalCluster,
     k8s: kubernetes.client.ApiClient,
