@@ -114,6 +114,13 @@ class RolloutStatus(APIModel):
     """Pods of this revision that are warm (receive traffic)."""
     old_replicas: int = Field(default=0, ge=0)
     """Live pods of older revisions, still to leave."""
+    strategy: Literal["Surge", "Replace"] | None = None
+    """How this revision rolls out: Surge or Replace (spec.rollout.strategy Auto resolves to
+    Surge, and to Replace once it fell back for this revision)."""
+    fallback: str = Field(default="", max_length=1024)
+    """Why strategy Auto replaces this revision in place (no free GPU for a surged replica
+    within surgeTimeoutSeconds); empty when it did not fall back. Kept until the next
+    revision, which surges again, so an operator restart does not forget it."""
 
 
 class InferencePoolStatus(APIModel):

@@ -67,7 +67,13 @@ def slim_pod(pod: Mapping[str, Any]) -> Obj:
             "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
             "status": {
                 key: status[key]
-                for key in ("phase", "conditions", "initContainerStatuses", "podIP")
+                for key in (
+                    "phase",
+                    "conditions",
+                    "initContainerStatuses",
+                    "podIP",
+                    "nominatedNodeName",  # a preemption in flight (pool/fallback.py)
+                )
                 if key in status
             },
         }

@@ -71,6 +71,17 @@ class Reporter:
                     f"{status.scaling.reason} (owner {status.scaling.owner})"
                 ),
             )
+        # Strategy Auto fell back to replacing in place: warm replicas will dip (once per
+        # revision; the fallback stays in status.rollout until the next one).
+        rollout = status.rollout
+        if rollout is not None and rollout.fallback and not _fell_back(previous, status):
+            await self._events.post(
+                body,
+                type="Warning",
+                reason="RolloutFallback",
+                action="RollOut",
+                note=f"revision {rollout.revision}: {rollout.fallback}"[:1024],
+            )
         degraded = _condition_message(status, "Degraded")
         was_degraded = _condition_message(previous, "Degraded")
         if degraded is not None and degraded != was_degraded:
@@ -104,6 +115,17 @@ class Reporter:
                     f"{status.scaling.reason}"
                 )[:1024],
             )
+
+
+def _fell_back(previous: InferencePoolStatus, status: InferencePoolStatus) -> bool:
+    """Whether `previous` already recorded the fallback `status` holds (same revision)."""
+    before, now = previous.rollout, status.rollout
+    return (
+        before is not None
+        and now is not None
+        and before.revision == now.revision
+        and bool(before.fallback)
+    )
 
 
 def _condition_status(status: InferencePoolStatus, kind: str) -> str | None:
