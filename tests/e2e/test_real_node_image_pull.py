@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import kubernetes
@@ -56,9 +57,12 @@ def server_image(real_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFa
         component_unavailable("image registry", str(error))
     triton = built_image("triton-cpu")
     tag = triton.ref.rsplit(":", 1)[1]
+    started = time.monotonic()
     registry.push_archive(triton.archive, REPOSITORY, tag)
+    pushed = time.monotonic()
     layer = fresh_layer(tmp_path_factory.mktemp("pull") / "payload.tar", PAYLOAD_BYTES)
     image = registry.append_layer((REPOSITORY, tag), layer, f"{tag}-pull")
+    print(f"push {pushed - started:.1f}s, fresh layer appended {time.monotonic() - pushed:.1f}s")
     assert image not in real_node.container_images()
     return image
 

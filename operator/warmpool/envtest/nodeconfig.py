@@ -108,6 +108,11 @@ class NodeLayout:
         return self.root / "registry"
 
     @property
+    def registry_scratch(self) -> Path:
+        """Where pushes unpack the archives they push."""
+        return self.root / "registry-push"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 

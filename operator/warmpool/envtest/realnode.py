@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -141,7 +142,11 @@ class RealNode:
         for process in reversed(self._processes):
             process.stop(10.0)
         self._processes.clear()
-        self._registry = None
+        if self._registry is not None:
+            # Copies of the built images (hundreds of MB): the registry's log stays.
+            shutil.rmtree(self.layout.registry, ignore_errors=True)
+            shutil.rmtree(self.layout.registry_scratch, ignore_errors=True)
+            self._registry = None
         if self._holder is not None:
             self._holder.stop(5.0)
             self._holder = None
@@ -244,7 +249,7 @@ class RealNode:
             timeout=self.start_timeout,
             process=process,
         )
-        self._registry = NodeRegistry(self, binaries.crane, self.layout.root / "registry-push")
+        self._registry = NodeRegistry(self, binaries.crane, self.layout.registry_scratch)
         return self._registry
 
     def container_images(self) -> list[str]:
