@@ -111,7 +111,7 @@ build_distribution() {
   (cd "${download}" && apt-get download -q "${DISTRIBUTION_DEB}") || return 1
   dpkg-deb -x "${download}"/docker-registry_*.deb "${out}/root" || return 1
   rm -rf "${download}"
-  ln -sf root/usr/bin/docker-registry "${out}/registry"
+  ln -sf root/usr/bin/docker-registry "${out}/registry" || return 1
 }
 
 build_crane() {
@@ -121,8 +121,7 @@ build_crane() {
 }
 
 # node_main [COMPONENT...]: build the named components (node-debs, containerd, kube-node,
-# distribution, crane),
-# or all of them, then print every version.
+# distribution, crane), or all of them, then print every version.
 node_main() {
   MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
   mkdir -p "${BIN}" "${BUILD}"

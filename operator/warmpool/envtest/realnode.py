@@ -142,11 +142,10 @@ class RealNode:
         for process in reversed(self._processes):
             process.stop(10.0)
         self._processes.clear()
-        if self._registry is not None:
-            # Copies of the built images (hundreds of MB): the registry's log stays.
-            shutil.rmtree(self.layout.registry, ignore_errors=True)
-            shutil.rmtree(self.layout.registry_scratch, ignore_errors=True)
-            self._registry = None
+        # The registry's storage holds copies of built images (hundreds of MB); its log stays.
+        shutil.rmtree(self.layout.registry, ignore_errors=True)
+        shutil.rmtree(self.layout.registry_scratch, ignore_errors=True)
+        self._registry = None
         if self._holder is not None:
             self._holder.stop(5.0)
             self._holder = None
