@@ -89,9 +89,10 @@ def create_pool(
     s3: S3Server,
     name: str,
     scaling: dict[str, Any],
+    server_image: str | None = None,
 ) -> None:
     """The S3 credentials as a Secret and a pool of the model in S3, served by the CPU Triton
-    image, one (fake) GPU per replica."""
+    image (``server_image``: under another reference), one (fake) GPU per replica."""
     core = kubernetes.client.CoreV1Api(api)
     secret = {
         "metadata": {"name": "s3"},
@@ -114,7 +115,7 @@ def create_pool(
                 "endpoint": f"http://{node.expose_host_port(s3.port)}",
                 "credentialsSecret": "s3",
             },
-            "server": {"image": built_image("triton-cpu").ref, "gpu": {"count": 1}},
+            "server": {"image": server_image or built_image("triton-cpu").ref, "gpu": {"count": 1}},
             "warmup": {"inputs": INPUTS, "tolerance": 0.25},
             "scaling": scaling,
         },
