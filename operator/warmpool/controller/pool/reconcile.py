@@ -40,6 +40,7 @@ from warmpool.controller.pool.status import (
     status_patch,
 )
 from warmpool.controller.pool.validate import Invalid, validate_pool
+from warmpool.controller.prepull.gate import NodeCounter, no_prepull_nodes, prepull_hold
 from warmpool.controller.settings import OperatorSettings
 from warmpool.render.children import build_children, optional_children
 from warmpool.render.common import RenderError
@@ -88,6 +89,7 @@ class Reconciler:
         events: EventRecorder,
         scaler: Scaler,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        prepull_nodes: NodeCounter = no_prepull_nodes,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -98,6 +100,7 @@ class Reconciler:
         self._scaler = scaler
         self._clock = clock
         self._render_config = settings.render_config()
+        self._prepull_nodes = prepull_nodes  # the pre-pull gate's input (controller/prepull/)
         self._locks: dict[PoolKey, asyncio.Lock] = {}
         # Per pool: the signature of the last render's inputs and what it applied. A refresh
         # with the same inputs whose children are all still as applied skips rendering (37% of
@@ -191,7 +194,17 @@ class Reconciler:
             if decision.owned
             else min(pool.spec.scaling.warm_floor, decision.desired)
         )
+        hold = prepull_hold(
+            pool,
+            deployment,
+            previous,
+            decision.desired,
+            now,
+            self._prepull_nodes,
+            self._render_config,
+        )
         signature = render_signature(body, decision.desired, mode, endpoints, floor)
+        signature += hold.signature
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == signature:
             raise ChildRejected(rejected[1])  # nothing the render reads has changed since
@@ -200,13 +213,14 @@ class Reconciler:
             writes = 0  # same inputs as the last render, and every child still as applied
         else:
             children = build_children(
-                pool,
+                hold.pool,
                 self._render_config,
                 replicas=decision.desired,
                 service_mode=mode,
                 activator_endpoints=endpoints,
                 warm_floor=floor,
             )
+            children = hold.with_new_prepull(children, self._render_config)
             try:
                 writes = await self._apply_children(key, pool, children)
             except ChildRejected as error:
@@ -218,6 +232,8 @@ class Reconciler:
             self._applied[key] = (signature, tuple(applied_summary(c) for c in children))
             # build_children renders the server Deployment last
             rendered = children[-1] if children[-1]["kind"] == "Deployment" else None
+        if hold.event is not None:
+            await self._reporter.note(body, hold.event.type, hold.event.reason, hold.event.note)
         writes += await self._lift_cold_start_hints(key, pods, pool.spec.warmup.enabled)
         cold_starts = await self._split_cold_starts(
             key, pods, new_cold_starts(pods, previous.last_cold_start)
@@ -234,6 +250,7 @@ class Reconciler:
                 last_cold_start=cold_starts[-1] if cold_starts else None,
                 deployment=deployment_for_status(self._cache.deployment(key), rendered),
                 activator=self._settings.activator is not None,
+                prepull=hold.record,
             )
         )
         writes += await self._write_status(key, body, status)

@@ -23,11 +23,13 @@ from warmpool.api.status import (
     ConditionType,
     InferencePoolStatus,
     Phase,
+    RolloutPrepull,
     RolloutStatus,
     ScalingStatus,
 )
 from warmpool.contract import POOL_LABEL, WARM_CONDITION, ObjView
 from warmpool.controller.pool.coldstart import condition_true
+from warmpool.controller.prepull.gate import prepull_condition, rollout_with_prepull
 from warmpool.render.deployment import PREFETCH_CONTAINER
 from warmpool.render.labels import REVISION_ANNOTATION
 from warmpool.scaling.policy import Decision
@@ -75,6 +77,8 @@ class StatusInputs:
     """The pool's server Deployment as the watch cache holds it (revision, Progressing)."""
     activator: bool = False
     """Whether an activator holds requests for pools at zero (the operator's setting)."""
+    prepull: RolloutPrepull | None = None
+    """The pre-pull gate's record of a change of the weights (controller/prepull/gate.py)."""
 
 
 def live_pods(pods: Sequence[ObjView]) -> list[ObjView]:
@@ -272,6 +276,11 @@ def progress_conditions(
         progressing = ConditionValue(
             "True", "RolloutComplete", f"every replica runs revision {rollout.revision}"
         )
+    prepull = prepull_condition(inputs.prepull, rolling)  # controller/prepull/gate.py
+    if prepull is not None and stalled.status != "True" and rollout is not None:
+        if inputs.prepull is not None and inputs.prepull.held:
+            reconciling = ConditionValue("True", *prepull)
+        progressing = ConditionValue("True", *prepull)
     return {
         ConditionType.RECONCILING: reconciling,
         ConditionType.STALLED: stalled,
@@ -386,7 +395,12 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
         observed_generation=inputs.generation,
         conditions=conditions,
         last_cold_start=inputs.last_cold_start or previous.last_cold_start,
-        rollout=rollout_status(inputs) or previous.rollout,
+        rollout=rollout_with_prepull(
+            rollout_status(inputs) or previous.rollout,
+            inputs.prepull,
+            previous=previous.rollout,
+            degraded=inputs.degraded is not None,
+        ),
         scaling=scaling,
         scaler_state=scaler_state,
     )

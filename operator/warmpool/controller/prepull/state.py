@@ -24,6 +24,7 @@ from warmpool.api.resource import InferencePool
 from warmpool.contract import GROUP, ObjView, PoolKey, pool_key
 from warmpool.controller.pool.coldstart import condition_true
 from warmpool.controller.pool.validate import validate_pool
+from warmpool.controller.prepull.gate import PrepullNodes
 from warmpool.render.labels import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
@@ -204,6 +205,16 @@ def finalizers_after(current: Sequence[str], change: FinalizerChange) -> list[st
     if change == "add" or (change is None and FINALIZER in current):
         items.append(FINALIZER)
     return items
+
+
+def prepull_nodes(pods: Iterable[PrepullPod], fingerprint: str) -> PrepullNodes:
+    """How many nodes hold a verified copy of `fingerprint`, of how many run a pre-pull pod of
+    the pool (any fingerprint, Ready or not; a terminating one too, until it is gone): what the
+    roll-out gate waits for (controller/prepull/gate.py)."""
+    pods = list(pods)
+    verified = desired_node_labels(pods, fingerprint)
+    eligible = {pod.node for pod in pods if pod.node is not None}
+    return PrepullNodes(verified=len(verified), eligible=len(eligible))
 
 
 def cached_node_count(labels: Mapping[str, str], fingerprint: str | None) -> int:
