@@ -384,6 +384,24 @@ def _refused_prepull_pod(cluster: LocalCluster, namespace: str, daemonset: str) 
     )
 
 
+def _verified_copies(
+    core: Any, namespace: str, name: str, fingerprints: set[str]
+) -> dict[str, str]:
+    """node -> fingerprint of its Ready, not terminating pre-pull pod of pool `name`, for
+    the `fingerprints` given."""
+    pods = core.list_namespaced_pod(
+        namespace,
+        label_selector=f"app.kubernetes.io/component=prepull,app.kubernetes.io/instance={name}",
+    ).items
+    copies: dict[str, str] = {}
+    for pod in pods:
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        held = (pod.metadata.annotations or {}).get(FINGERPRINT_ANNOTATION)
+        if ready and pod.metadata.deletion_timestamp is None and held in fingerprints:
+            copies[pod.spec.node_name] = held
+    return copies
+
+
 def _held_pool(
     k8s: kubernetes.client.ApiClient, namespace: str, name: str, fingerprint: str
 ) -> Any:
@@ -470,8 +488,21 @@ def test_new_weights_wait_for_their_prepull_then_roll_out(
         progressing = condition(pool, "Progressing") or {}
         assert progressing.get("reason") == "PrepullingRevision"
         assert f"verified on {record['verifiedNodes']}/2 node(s)" in progressing["message"]
-        # No node attracts replicas with the old weights' label any more.
-        assert fingerprint_r1 not in gpu_nodes.labels(key).values()
+        # While held, a node keeps the r1 label as long as its r1 pre-pull pod holds the copy
+        # (replicas started meanwhile, with r1, still prefer it); r2 where that copy is.
+        core: Any = kubernetes.client.CoreV1Api(k8s)
+
+        def labels_follow_pods() -> dict[str, str] | None:
+            want = _verified_copies(core, namespace, name, {fingerprint_r1, fingerprint_r2})
+            found = gpu_nodes.labels(key)
+            return found if found == want and fingerprint_r1 in found.values() else None
+
+        poll_until(
+            labels_follow_pods,
+            what="labels of the nodes holding r1 or r2",
+            timeout=TIMEOUT,
+            describe=lambda: f"labels={gpu_nodes.labels(key)}\n{operator.log_tail(30)}",
+        )
 
     # Admission lifted: the DaemonSet finishes its roll, nodes are labelled r2, and once two
     # hold the copy the Deployment gets the r2 template.
@@ -486,6 +517,13 @@ def test_new_weights_wait_for_their_prepull_then_roll_out(
         ),
     )
     assert _template_revision(apps, name, namespace) != revision_r1
+    # Released: the r1 labels go (the Deployment no longer asks for them).
+    poll_until(
+        lambda: fingerprint_r1 not in gpu_nodes.labels(key).values(),
+        what="no r1 label after the release",
+        timeout=TIMEOUT,
+        describe=lambda: f"labels={gpu_nodes.labels(key)}\n{operator.log_tail(30)}",
+    )
     labelled_r2 = [node for node, value in gpu_nodes.labels(key).items() if value == fingerprint_r2]
     assert len(labelled_r2) >= 2, labelled_r2
     status = get_pool(k8s, namespace, name)["status"]
@@ -540,22 +578,26 @@ def test_new_weights_roll_out_after_the_prepull_timeout(
             timeout=TIMEOUT,
             describe=lambda: yaml.safe_dump(get_pool(k8s, namespace, name).get("status")),
         )
-        assert gpu_nodes.labels(key) == {}  # no node held the r2 copy
+        # No node holds the r2 copy; the r1 labels go with the release.
+        poll_until(
+            lambda: gpu_nodes.labels(key) == {},
+            what="no label after the release",
+            timeout=TIMEOUT,
+            describe=lambda: f"labels={gpu_nodes.labels(key)}\n{operator.log_tail(30)}",
+        )
         pool = get_pool(k8s, namespace, name)
         record = pool["status"]["rollout"]["prepull"]
         assert (record["held"], record["timedOut"], record["verifiedNodes"]) == (False, True, 0)
         # KWOK replicas never open the warm gate: the roll-out goes on, and says why it runs
         # without the copy.
-        progressing = poll_until(
+        poll_until(
             lambda: (
                 (condition(get_pool(k8s, namespace, name), "Progressing") or {}).get("reason")
                 == "PrepullTimedOut"
-                or None
             ),
             what="Progressing reason PrepullTimedOut",
             timeout=TIMEOUT,
         )
-        assert progressing
         warnings = [
             e for e in pool_events(cluster, namespace, name) if e["reason"] == "PrepullTimedOut"
         ]

@@ -36,7 +36,13 @@ from warmpool.controller.prepull.gate import (
     prepull_condition,
     served_model,
 )
-from warmpool.controller.prepull.state import parse_prepull_pod, prepull_nodes
+from warmpool.controller.prepull.state import (
+    cached_node_count,
+    desired_node_labels,
+    parse_prepull_pod,
+    pool_view,
+    prepull_nodes,
+)
 from warmpool.controller.settings import OperatorSettings
 from warmpool.render.children import build_children
 from warmpool.render.config import RenderConfig
@@ -425,3 +431,31 @@ def test_a_released_record_survives_the_status_round_trip() -> None:
     assert RolloutStatus.model_validate(dumped).prepull == record
     assert dumped["prepull"]["since"] == NOW.isoformat().replace("+00:00", "Z")
     assert datetime.fromisoformat(dumped["prepull"]["since"]).tzinfo == UTC
+
+
+# ---- node labels while held ----------------------------------------------------------------
+
+
+def test_nodes_holding_the_kept_weights_stay_labelled_while_held() -> None:
+    old, new = pool_body(revision="r1"), pool_body(revision="r2")
+    pods = [
+        parse_prepull_pod(prepull_pod(new, "gpu-0", uid="a")),
+        parse_prepull_pod(prepull_pod(old, "gpu-1", uid="b")),
+        parse_prepull_pod(prepull_pod(old, "gpu-2", uid="c", ready=False)),
+        parse_prepull_pod(prepull_pod(old, "gpu-3", uid="d", deleting=True)),
+    ]
+    assert desired_node_labels(pods, fp("r2"), fp("r1")) == {"gpu-0": fp("r2"), "gpu-1": fp("r1")}
+    assert desired_node_labels(pods, fp("r2")) == {"gpu-0": fp("r2")}  # released: new only
+    assert cached_node_count(desired_node_labels(pods, fp("r2"), fp("r1")), fp("r2")) == 1
+
+
+def test_pool_view_keeps_the_held_fingerprint_only_while_held() -> None:
+    record = gate(pool_of("r2")).record
+    body = pool_body(revision="r2")
+    body["status"] = {
+        "rollout": {"revision": "x", "prepull": record.model_dump(by_alias=True, mode="json")}
+    }
+    assert pool_view(body).held_fingerprint == fp("r1")
+    body["status"]["rollout"]["prepull"]["held"] = False
+    assert pool_view(body).held_fingerprint is None
+    assert pool_view(pool_body(revision="r2")).held_fingerprint is None

@@ -4,6 +4,7 @@ The DaemonSet `<pool>-prepull` itself is a child the pool reconciler applies. He
 pods (their own watch) and pools (the shared watch cache) decide a pool's node labels:
 
     Ready pre-pull pods of the current fingerprint  ->  desired labels  (prepull/state.py, pure)
+    (and, while a roll-out waits for its pre-pull, of the weights the replicas keep)
     list nodes carrying the pool's label key         ->  observed labels
     finalizer first (when labels will exist), label patches, finalizer last (when none remain),
     status.cachedNodes when it differs.
@@ -130,7 +131,9 @@ class PrepullReconciler:
         if not view.valid and not view.deleting:
             # Degraded: leave the labels as they are, like every other child.
             return
-        desired = desired_node_labels(self._pods.get(key, {}).values(), view.fingerprint)
+        desired = desired_node_labels(
+            self._pods.get(key, {}).values(), view.fingerprint, view.held_fingerprint
+        )
         change = finalizer_change(view.has_finalizer, desired)
         count = cached_node_count(desired, view.fingerprint)
         has_finalizer_after = change == "add" or (change is None and view.has_finalizer)
