@@ -38,6 +38,7 @@ from operator_support import (
 )
 from test_operator import operator, operator_kubeconfig, pool_events  # noqa: F401  (fixtures)
 
+from support.health import TOOLS, find_harness, judge
 from warmpool.api.spec import ModelSpec
 from warmpool.envtest import LocalCluster, poll_until
 from warmpool.render.labels import model_fingerprint, prepull_node_label_key
@@ -488,6 +489,9 @@ def test_new_weights_wait_for_their_prepull_then_roll_out(
         progressing = condition(pool, "Progressing") or {}
         assert progressing.get("reason") == "PrepullingRevision"
         assert f"verified on {record['verifiedNodes']}/2 node(s)" in progressing["message"]
+        # The GitOps tools' own code on the pool read from the apiserver: in progress.
+        verdicts = {tool: judge(find_harness(), tool, [pool])[0].status for tool in TOOLS}
+        assert verdicts == {"kstatus": "InProgress", "argocd": "Progressing", "flux": "InProgress"}
         # While held, a node keeps the r1 label as long as its r1 pre-pull pod holds the copy
         # (replicas started meanwhile, with r1, still prefer it); r2 where that copy is.
         core: Any = kubernetes.client.CoreV1Api(k8s)
