@@ -211,6 +211,8 @@ def prepull_hold(
     """`decide` for one sync of the pool reconciler: the served weights from the live server
     Deployment, the record from the pool's status, the default timeout the progress deadline
     the Deployment is rendered with."""
+    if not pool.spec.cache.prepull:
+        return Hold(pool, pool, None)  # the common case, on every sync: nothing to compute
     key = PoolKey(pool.metadata.namespace, pool.metadata.name)
     return decide(
         pool,
