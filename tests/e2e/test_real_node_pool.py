@@ -399,3 +399,87 @@ def test_prepull_daemonset_fills_the_node_cache_before_any_replica(
         timeout=60,
     )
     assert not pool_pods(k8s, namespace, "early"), labels
+
+
+def test_new_weights_are_prepulled_before_the_new_replica_starts(
+    cluster: LocalCluster,
+    node: RealNode,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    s3: S3Server,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    """A new revision of the weights on a pre-pull pool: the real pre-pull pod downloads them
+    (real `warmpool prefetch`, real kubelet) before the Deployment's template changes, so the
+    new replica is created only after that pod is Ready and finds them in the node cache."""
+    create_pool(k8s, node, namespace, s3, "revs", {"warmFloor": 1, "maxReplicas": 1})
+    pools = kubernetes.client.CustomObjectsApi(k8s)
+    pools.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "revs", {"spec": {"cache": {"prepull": True}}}
+    )
+    # Turning pre-pull on changes the template too (the affinity): wait for that roll-out.
+    wait_for(
+        k8s,
+        namespace,
+        "revs",
+        "one warm replica of the current template, the r1 weights pre-pulled",
+        lambda p: (
+            warm(p, 1)
+            and p["status"].get("observedGeneration") == p["metadata"]["generation"]
+            and (p["status"].get("rollout") or {}).get("oldReplicas") == 0
+            and p["status"].get("cachedNodes") == 1
+        ),
+        operator,
+    )
+    (old,) = pool_pods(k8s, namespace, "revs")
+    old_revision = old["metadata"]["annotations"]["warmpool.dev/revision"]
+
+    # New weights (the same files under another revision label: another cache key).
+    pools.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "revs", {"spec": {"model": {"revision": "r2"}}}
+    )
+    done = wait_for(
+        k8s,
+        namespace,
+        "revs",
+        "the r2 revision warm, the old replica gone",
+        lambda p: (
+            warm(p, 1)
+            and (p["status"].get("rollout") or {}).get("revision") not in (None, old_revision)
+            and p["status"]["rollout"].get("oldReplicas") == 0
+            and p["status"]["rollout"].get("warmReplicas") == 1
+        ),
+        operator,
+    )
+    core = kubernetes.client.CoreV1Api(k8s)
+    daemonset = kubernetes.client.AppsV1Api(k8s).read_namespaced_daemon_set(
+        "revs-prepull", namespace
+    )
+    fingerprint = daemonset.metadata.annotations["warmpool.dev/model-fingerprint"]
+    prepull_pods = [
+        pod
+        for pod in core.list_namespaced_pod(
+            namespace, label_selector="app.kubernetes.io/component=prepull"
+        ).items
+        if pod.metadata.annotations["warmpool.dev/model-fingerprint"] == fingerprint
+        and pod.metadata.deletion_timestamp is None
+    ]
+    (prepull,) = prepull_pods
+    ready_at = next(c.last_transition_time for c in prepull.status.conditions if c.type == "Ready")
+    (new,) = pool_pods(k8s, namespace, "revs")
+    # The pre-pull pod downloaded the r2 weights; the new replica was created only once that
+    # copy was verified (the pod Ready), and found it in the node cache.
+    fetched = prefetch_result(k8s, namespace, prepull.metadata.name)
+    assert fetched["fetchedBytes"] == fetched["totalBytes"] > 0
+    assert seconds(new["metadata"]["creationTimestamp"]) >= ready_at.timestamp()
+    used = prefetch_result(k8s, namespace, new["metadata"]["name"])
+    assert used["cacheKey"] == fetched["cacheKey"]
+    assert used["cacheHit"] and used["fetchedBytes"] == 0
+    record = done["status"]["rollout"]["prepull"]
+    assert record["fingerprint"] == fingerprint
+    assert (record["held"], record.get("timedOut", False), record["verifiedNodes"]) == (
+        False,
+        False,
+        1,
+    )

@@ -225,7 +225,14 @@ class CacheSpec(APIModel):
     For kind ephemeral, the emptyDir's size limit."""
     prepull: bool = False
     """Fill the cache on every eligible GPU node ahead of need (a DaemonSet); replicas then
-    prefer nodes that hold a verified copy."""
+    prefer nodes that hold a verified copy. A change of the weights (a new fingerprint) is
+    pre-pulled before it rolls out: the replicas keep the previous weights until the new ones
+    are verified on enough nodes (docs/prepull-and-headroom.md)."""
+    prepull_timeout_seconds: int | None = Field(default=None, ge=0, le=86400)
+    """With prepull: seconds a new revision of the weights may wait for its pre-pull before it
+    rolls out anyway (a Warning Event says so; new replicas on nodes without the copy then
+    download it themselves). 0 rolls out at once, without waiting; unset takes the roll-out's
+    progress deadline (spec.rollout.progressDeadlineSeconds, else the operator's)."""
 
     @model_validator(mode="after")
     def _claim_for_pvc(self) -> CacheSpec:

@@ -33,8 +33,10 @@ from warmpool.render.labels import (
     BACKEND_LABEL,
     INFERENCE_SERVER,
     MODEL_FINGERPRINT_ANNOTATION,
+    MODEL_SPEC_ANNOTATION,
     REVISION_ANNOTATION,
     model_fingerprint,
+    model_spec_annotation,
     object_labels,
     prepull_node_label_key,
     server_selector,
@@ -406,6 +408,8 @@ def build_deployment(
     extra = {BACKEND_LABEL: pool.spec.server.backend} if pool.spec.server.backend else {}
     meta = object_meta(pool, name, INFERENCE_SERVER, labels=extra)
     meta["annotations"] = {MODEL_FINGERPRINT_ANNOTATION: model_fingerprint(pool.spec.model)}
+    if pool.spec.cache.prepull:
+        meta["annotations"][MODEL_SPEC_ANNOTATION] = model_spec_annotation(pool.spec.model)
     template: Obj = {
         "metadata": {
             "labels": pod_labels(pool),

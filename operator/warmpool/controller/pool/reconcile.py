@@ -41,6 +41,7 @@ from warmpool.controller.pool.status import (
     status_patch,
 )
 from warmpool.controller.pool.validate import Invalid, validate_pool
+from warmpool.controller.prepull.gate import NodeCounter, no_prepull_nodes, prepull_hold
 from warmpool.controller.settings import OperatorSettings
 from warmpool.render.children import build_children, optional_children
 from warmpool.render.common import RenderError
@@ -85,6 +86,7 @@ class Reconciler:
         events: EventRecorder,
         scaler: Scaler,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        prepull_nodes: NodeCounter = no_prepull_nodes,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -95,6 +97,7 @@ class Reconciler:
         self._scaler = scaler
         self._clock = clock
         self._render_config = settings.render_config()
+        self._prepull_nodes = prepull_nodes  # the pre-pull gate's input (controller/prepull/)
         self._locks: dict[PoolKey, asyncio.Lock] = {}
         # Per pool: the signature of the last render's inputs and what it applied. A refresh
         # with the same inputs whose children are all still as applied skips rendering (37% of
@@ -193,6 +196,16 @@ class Reconciler:
         signature = render_signature(
             body, decision.desired, mode, endpoints, floor, plan.replace_revision
         )
+        hold = prepull_hold(
+            pool,
+            deployment,
+            previous,
+            decision.desired,
+            now,
+            self._prepull_nodes,
+            self._render_config,
+        )
+        signature += hold.signature
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == signature:
             raise ChildRejected(rejected[1])  # nothing the render reads has changed since
@@ -201,7 +214,7 @@ class Reconciler:
             writes = 0  # same inputs as the last render, and every child still as applied
         else:
             children = build_children(
-                pool,
+                hold.pool,
                 self._render_config,
                 replicas=decision.desired,
                 service_mode=mode,
@@ -209,6 +222,7 @@ class Reconciler:
                 warm_floor=floor,
                 replace_revision=plan.replace_revision,
             )
+            children = hold.with_new_prepull(children, self._render_config)
             try:
                 writes = await self._apply_children(key, pool, children)
             except ChildRejected as error:
@@ -220,6 +234,8 @@ class Reconciler:
             self._applied[key] = (signature, tuple(applied_summary(c) for c in children))
             # build_children renders the server Deployment last
             rendered = children[-1] if children[-1]["kind"] == "Deployment" else None
+        if hold.event is not None:
+            await self._reporter.note(body, hold.event.type, hold.event.reason, hold.event.note)
         writes += await lift_cold_start_hints(
             self._client, self._cache, key[0], pods, pool.spec.warmup.enabled
         )
@@ -239,6 +255,7 @@ class Reconciler:
                 deployment=deployment_for_status(self._cache.deployment(key), rendered),
                 activator=self._settings.activator is not None,
                 plan=plan,
+                prepull=hold.record,
             )
         )
         writes += await self._write_status(key, body, status)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from warmpool.api.status import ColdStart, InferencePoolStatus, Phase
 from warmpool.contract import Obj, PoolKey, pool_key
-from warmpool.controller.kube.events import EventRecorder
+from warmpool.controller.kube.events import EventRecorder, EventType
 from warmpool.controller.metrics import OperatorMetrics
 from warmpool.controller.pool.coldstart import describe
 
@@ -34,6 +34,10 @@ class Reporter:
         await self._events.post(
             body, type="Warning", reason="DriftReverted", action="Apply", note=note[:1024]
         )
+
+    async def note(self, body: Obj, type_: EventType, reason: str, note: str) -> None:
+        """A one-off Event another module decided on (the pre-pull gate's release)."""
+        await self._events.post(body, type=type_, reason=reason, action="Rollout", note=note[:1024])
 
     async def report(
         self,

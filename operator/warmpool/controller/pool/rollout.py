@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from warmpool.api.status import ConditionType, RolloutStatus
+from warmpool.api.status import ConditionType, RolloutPrepull, RolloutStatus
 from warmpool.contract import ObjView
 from warmpool.controller.pool.coldstart import condition_true
 from warmpool.controller.pool.pods import (
@@ -21,6 +21,7 @@ from warmpool.controller.pool.pods import (
     is_warm,
     live_pods,
 )
+from warmpool.controller.prepull.gate import prepull_condition
 from warmpool.render.labels import REVISION_ANNOTATION
 
 
@@ -74,12 +75,15 @@ def progress_conditions(
     rollout: RolloutStatus | None,
     weights: ConditionValue,
     waiting: str = "",
+    prepull: RolloutPrepull | None = None,
 ) -> dict[ConditionType, ConditionValue]:
     """Reconciling, Stalled (kstatus: abnormal-true, never both True) and Progressing.
 
     A roll-out that strategy Auto switched to replacing in place is still progressing
     (`ReplacingInPlace`, kstatus InProgress); it is Stalled only if even that makes no progress
-    by the deadline. `waiting` says that a surged replica waits for a GPU, and until when."""
+    by the deadline. `waiting` says that a surged replica waits for a GPU, and until when.
+    `prepull`: a change of the weights held back until it is pre-pulled (or released by the
+    timeout) sets Progressing (and, while held, Reconciling) instead."""
     rolling = rollout is not None and rollout.old_replicas > 0
     stuck = deadline_exceeded(deployment)
     if degraded:
@@ -121,6 +125,11 @@ def progress_conditions(
         progressing = ConditionValue(
             "True", "RolloutComplete", f"every replica runs revision {rollout.revision}"
         )
+    held = prepull_condition(prepull, rolling)  # controller/prepull/gate.py
+    if held is not None and stalled.status != "True" and rollout is not None:
+        if prepull is not None and prepull.held:
+            reconciling = ConditionValue("True", *held)
+        progressing = ConditionValue("True", *held)
     return {
         ConditionType.RECONCILING: reconciling,
         ConditionType.STALLED: stalled,

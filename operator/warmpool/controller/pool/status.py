@@ -23,6 +23,7 @@ from warmpool.api.status import (
     ConditionType,
     InferencePoolStatus,
     Phase,
+    RolloutPrepull,
     RolloutStatus,
     ScalingStatus,
 )
@@ -37,6 +38,7 @@ from warmpool.controller.pool.pods import (
     live_pods,
 )
 from warmpool.controller.pool.rollout import progress_conditions, rollout_status
+from warmpool.controller.prepull.gate import rollout_with_prepull
 from warmpool.render.deployment import PREFETCH_CONTAINER
 from warmpool.scaling.policy import Decision
 from warmpool.scaling.state import lasting_part
@@ -62,6 +64,8 @@ class StatusInputs:
     plan: RolloutPlan | None = None
     """How the Deployment's revision rolls out (strategy Auto resolved); None: not decided
     (a Degraded pool), the previous status's word stands."""
+    prepull: RolloutPrepull | None = None
+    """The pre-pull gate's record of a change of the weights (controller/prepull/gate.py)."""
 
 
 def phase_of(counts: PodCounts, desired: int, degraded: bool) -> Phase:
@@ -208,6 +212,7 @@ def desired_conditions(
             rollout,
             weights,
             waiting_for_gpu(inputs.plan, rollout),
+            inputs.prepull,
         ),
     }
 
@@ -282,7 +287,12 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
         observed_generation=inputs.generation,
         conditions=conditions,
         last_cold_start=inputs.last_cold_start or previous.last_cold_start,
-        rollout=rollout or previous.rollout,
+        rollout=rollout_with_prepull(
+            rollout or previous.rollout,
+            inputs.prepull,
+            previous=previous.rollout,
+            degraded=inputs.degraded is not None,
+        ),
         scaling=scaling,
         scaler_state=scaler_state,
     )
