@@ -11,6 +11,11 @@
 #                       (nf_tables backend) and conntrack: Debian bookworm packages fetched with
 #                       `apt-get download` and unpacked with `dpkg -x`, never installed; bin/
 #                       holds wrappers that point them at their unpacked libraries
+#   distribution-<ver>  registry: the CNCF distribution registry from Debian's docker-registry
+#                       package (unpacked with `dpkg -x`, a static binary), the OCI registry a
+#                       real node's containerd pulls from (warmpool.envtest.registry)
+#   crane-<ver>         crane, built from the go-containerregistry Go module: pushes the built
+#                       OCI images into that registry and appends layers to them
 #
 # Nothing is installed system-wide. The pause image comes from hack/build-images.sh.
 set -euo pipefail
@@ -22,6 +27,11 @@ NODE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "${NODE_ROOT}/hack/build-binaries.sh"
 
 CONTAINERD_VERSION=v2.2.9
+# Debian bookworm's docker-registry package, pinned: the cache directory is keyed by its
+# upstream version.
+DISTRIBUTION_VERSION=v2.8.2
+DISTRIBUTION_DEB=docker-registry=2.8.2+ds1-1
+CRANE_VERSION=v0.22.1
 # Bump when the package list below changes (the cache directory is keyed by it).
 NODE_DEBS_VERSION=v1
 NODE_DEBS=(
@@ -94,13 +104,29 @@ build_node_debs() {
   ln -sfn root/usr/lib/cni "${out}/cni" || return 1
 }
 
-# node_main [COMPONENT...]: build the named components (node-debs, containerd, kube-node),
-# or all of them, then print every version.
+build_distribution() {
+  local out=$1
+  local download=${out}/debs
+  mkdir -p "${download}" || return 1
+  (cd "${download}" && apt-get download -q "${DISTRIBUTION_DEB}") || return 1
+  dpkg-deb -x "${download}"/docker-registry_*.deb "${out}/root" || return 1
+  rm -rf "${download}"
+  ln -sf root/usr/bin/docker-registry "${out}/registry" || return 1
+}
+
+build_crane() {
+  local out=$1 version=$2
+  GOBIN=${out} go install -trimpath -ldflags "-s -w" \
+    "github.com/google/go-containerregistry/cmd/crane@${version}"
+}
+
+# node_main [COMPONENT...]: build the named components (node-debs, containerd, kube-node,
+# distribution, crane), or all of them, then print every version.
 node_main() {
   MULTIARCH=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
   mkdir -p "${BIN}" "${BUILD}"
   local start=${SECONDS}
-  local wanted=" ${*:-node-debs containerd kube-node} "
+  local wanted=" ${*:-node-debs containerd kube-node distribution crane} "
   [[ ${wanted} != *" node-debs "* ]] || build_component node-debs "${NODE_DEBS_VERSION}" build_node_debs \
     bin/runc bin/iptables bin/iptables-restore bin/conntrack cni/bridge cni/host-local \
     cni/loopback cni/portmap
@@ -108,6 +134,9 @@ node_main() {
     containerd containerd-shim-runc-v2 ctr
   [[ ${wanted} != *" kube-node "* ]] || build_component kube-node "${K8S_VERSION}" build_kube_node \
     kube-node kubelet kube-proxy fake-gpu-plugin
+  [[ ${wanted} != *" distribution "* ]] || build_component distribution "${DISTRIBUTION_VERSION}" \
+    build_distribution registry
+  [[ ${wanted} != *" crane "* ]] || build_component crane "${CRANE_VERSION}" build_crane crane
   log "node components ready in $((SECONDS - start))s"
   [[ $# -eq 0 ]] || return 0
   "${BIN}/kube-node-${K8S_VERSION}/kubelet" --version
@@ -115,6 +144,8 @@ node_main() {
   "${BIN}/containerd-${CONTAINERD_VERSION}/containerd" --version
   "${BIN}/node-debs-${NODE_DEBS_VERSION}/bin/runc" --version | sed -n 1p
   "${BIN}/node-debs-${NODE_DEBS_VERSION}/bin/iptables" --version
+  "${BIN}/distribution-${DISTRIBUTION_VERSION}/registry" --version
+  printf 'crane %s\n' "$("${BIN}/crane-${CRANE_VERSION}/crane" version)"
   sed 's/^/  /' "${BIN}/node-debs-${NODE_DEBS_VERSION}/versions.txt"
 }
 

@@ -31,6 +31,7 @@ from warmpool.envtest import (
 )
 from warmpool.envtest.images import ImagesNotBuiltError, built_image
 from warmpool.envtest.process import ComponentProcess
+from warmpool.envtest.registry import RegistryBinaries
 
 REAL_NODE = "real-node-0"
 REAL_NODE_GPUS = 2
@@ -39,11 +40,12 @@ REAL_NODE_IMAGES = ("agent", "triton-cpu")
 
 
 def require_real_node() -> ControlPlaneBinaries:
-    """The control plane's binaries, once the node's binaries and images are known to be
-    built; else component_unavailable (skip locally, fail under CI=true)."""
+    """The control plane's binaries, once the node's binaries (its registry's too) and images
+    are known to be built; else component_unavailable (skip locally, fail under CI=true)."""
     try:
         binaries = ControlPlaneBinaries.discover()
         NodeBinaries.discover()
+        RegistryBinaries.discover()
         for image in ("pause", *REAL_NODE_IMAGES):
             built_image(image)
     except (BinaryNotFoundError, ImagesNotBuiltError) as error:

@@ -116,3 +116,29 @@ def settled(api: kubernetes.client.ApiClient, namespace: str, name: str, replica
         )
 
     return check
+
+
+class RolloutWatch:
+    """A `wait_pool` check for a roll-out away from revision `away_from` to finish (`settled`
+    at `replicas`), noting on the way the fewest warm replicas and every Progressing reason
+    the pool showed."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        namespace: str,
+        name: str,
+        replicas: int,
+        away_from: str,
+    ) -> None:
+        self.settled = settled(api, namespace, name, replicas)
+        self.away_from = away_from
+        self.lowest_warm = replicas
+        self.reasons: set[str] = set()
+
+    def __call__(self, pool: dict[str, Any]) -> bool:
+        if observed(pool):
+            status = pool.get("status") or {}
+            self.lowest_warm = min(self.lowest_warm, int(status.get("warmReplicas", 0)))
+            self.reasons.add((cond(pool, "Progressing") or ("", ""))[1])
+        return bool(self.settled(pool)) and pool["status"]["rollout"]["revision"] != self.away_from

@@ -17,6 +17,7 @@ deleted afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,12 +32,16 @@ from operator_support import (
     VERSION,
     OperatorProcess,
     as_dict,
+    condition,
     get_pool,
+    kubectl,
 )
-from test_operator import operator, operator_kubeconfig  # noqa: F401  (shared fixtures)
+from test_operator import operator, operator_kubeconfig, pool_events  # noqa: F401  (fixtures)
 
+from support.health import TOOLS, find_harness, judge
+from warmpool.api.spec import ModelSpec
 from warmpool.envtest import LocalCluster, poll_until
-from warmpool.render.labels import prepull_node_label_key
+from warmpool.render.labels import model_fingerprint, prepull_node_label_key
 
 FINALIZER = "warmpool.dev/prepull-node-labels"
 FINGERPRINT_ANNOTATION = "warmpool.dev/model-fingerprint"
@@ -352,3 +357,253 @@ def test_new_revision_relabels_and_prepull_off_cleans_up(
         timeout=TIMEOUT,
         describe=operator.log_tail,
     )
+
+
+# ---- a new revision of the weights waits for its pre-pull (controller/prepull/gate.py) ----
+
+
+def _served_fingerprint(apps: Any, name: str, namespace: str) -> str:
+    """The weights the server Deployment's replicas get (its fingerprint annotation)."""
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    return str(deployment.metadata.annotations[FINGERPRINT_ANNOTATION])
+
+
+def _template_revision(apps: Any, name: str, namespace: str) -> str:
+    deployment = apps.read_namespaced_deployment(name, namespace)
+    return str(deployment.spec.template.metadata.annotations["warmpool.dev/revision"])
+
+
+def _refused_prepull_pod(cluster: LocalCluster, namespace: str, daemonset: str) -> bool:
+    """Whether the DaemonSet controller tried a new pre-pull pod that admission refused (its
+    FailedCreate Event): the roll has reached a node that cannot take the new weights."""
+    listed = json.loads(kubectl(cluster, "get", "events", "-n", namespace, "-o", "json").stdout)
+    return any(
+        event.get("reason") == "FailedCreate"
+        and (event.get("involvedObject") or {}).get("name") == daemonset
+        and "no pre-pull" in (event.get("message") or "")
+        for event in listed["items"]
+    )
+
+
+def _verified_copies(
+    core: Any, namespace: str, name: str, fingerprints: set[str]
+) -> dict[str, str]:
+    """node -> fingerprint of its Ready, not terminating pre-pull pod of pool `name`, for
+    the `fingerprints` given."""
+    pods = core.list_namespaced_pod(
+        namespace,
+        label_selector=f"app.kubernetes.io/component=prepull,app.kubernetes.io/instance={name}",
+    ).items
+    copies: dict[str, str] = {}
+    for pod in pods:
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        held = (pod.metadata.annotations or {}).get(FINGERPRINT_ANNOTATION)
+        if ready and pod.metadata.deletion_timestamp is None and held in fingerprints:
+            copies[pod.spec.node_name] = held
+    return copies
+
+
+def _held_pool(
+    k8s: kubernetes.client.ApiClient, namespace: str, name: str, fingerprint: str
+) -> Any:
+    """A poll_until probe: the pool while its status says the weights `fingerprint` are held."""
+
+    def probe() -> dict[str, Any] | None:
+        pool = get_pool(k8s, namespace, name)
+        record = ((pool.get("status") or {}).get("rollout") or {}).get("prepull") or {}
+        reconciling = condition(pool, "Reconciling") or {}
+        held = (
+            record.get("held") is True
+            and record.get("fingerprint") == fingerprint
+            and reconciling.get("reason") == "PrepullingRevision"
+        )
+        return pool if held else None
+
+    return probe
+
+
+def _revision_pool(
+    gpu_nodes: OwnGpuNodes, name: str, namespace: str, **cache: Any
+) -> dict[str, Any]:
+    manifest = prepull_pool(name, namespace, gpu_nodes.product, "r1")
+    manifest["spec"]["replicas"] = 2
+    manifest["spec"]["cache"].update(cache)
+    return manifest
+
+
+def test_new_weights_wait_for_their_prepull_then_roll_out(
+    cluster: LocalCluster,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    gpu_nodes: OwnGpuNodes,
+    operator: OperatorProcess,  # noqa: F811  (the imported fixture)
+) -> None:
+    nodes = [gpu_nodes.add(letter) for letter in "abc"]
+    pools: Any = kubernetes.client.CustomObjectsApi(k8s)
+    apps: Any = kubernetes.client.AppsV1Api(k8s)
+    name = "qwen"
+    key = prepull_node_label_key(namespace, name)
+    pools.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, _revision_pool(gpu_nodes, name, namespace)
+    )
+    labels_r1 = poll_until(
+        lambda: gpu_nodes.labelled(key, nodes),
+        what=f"label {key} on {nodes}",
+        timeout=TIMEOUT,
+        describe=operator.log_tail,
+    )
+    (fingerprint_r1,) = set(labels_r1.values())
+    poll_until(
+        lambda: _served_fingerprint(apps, name, namespace) == fingerprint_r1,
+        what="the Deployment with the r1 weights",
+        timeout=TIMEOUT,
+    )
+    revision_r1 = _template_revision(apps, name, namespace)
+    fingerprint_r2 = model_fingerprint(ModelSpec(uri="s3://models/tiny", revision="r2"))
+
+    # Nodes b and c refuse new pre-pull pods: at most node a can hold the r2 weights, fewer
+    # than the 2 replicas need. The DaemonSet rolls to r2; the Deployment keeps r1.
+    with deny_prepull_on(k8s, namespace, nodes[1:]):
+        pools.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"model": {"revision": "r2"}}}
+        )
+        poll_until(
+            lambda: _refused_prepull_pod(cluster, namespace, f"{name}-prepull"),
+            what="the pre-pull DaemonSet's roll refused on node b or c",
+            timeout=TIMEOUT,
+            describe=operator.log_tail,
+        )
+        pool = poll_until(
+            _held_pool(k8s, namespace, name, fingerprint_r2),
+            what="status: the r2 weights held for their pre-pull",
+            timeout=TIMEOUT,
+            describe=lambda: yaml.safe_dump(get_pool(k8s, namespace, name).get("status")),
+        )
+        daemonset = apps.read_namespaced_daemon_set(f"{name}-prepull", namespace)
+        assert daemonset.metadata.annotations[FINGERPRINT_ANNOTATION] == fingerprint_r2
+        assert _served_fingerprint(apps, name, namespace) == fingerprint_r1
+        assert _template_revision(apps, name, namespace) == revision_r1
+        record = pool["status"]["rollout"]["prepull"]
+        assert record["previousFingerprint"] == fingerprint_r1
+        assert record["neededNodes"] == 2 and record["verifiedNodes"] <= 1
+        progressing = condition(pool, "Progressing") or {}
+        assert progressing.get("reason") == "PrepullingRevision"
+        assert f"verified on {record['verifiedNodes']}/2 node(s)" in progressing["message"]
+        # The GitOps tools' own code on the pool read from the apiserver: in progress.
+        verdicts = {tool: judge(find_harness(), tool, [pool])[0].status for tool in TOOLS}
+        assert verdicts == {"kstatus": "InProgress", "argocd": "Progressing", "flux": "InProgress"}
+        # While held, a node keeps the r1 label as long as its r1 pre-pull pod holds the copy
+        # (replicas started meanwhile, with r1, still prefer it); r2 where that copy is.
+        core: Any = kubernetes.client.CoreV1Api(k8s)
+
+        def labels_follow_pods() -> dict[str, str] | None:
+            want = _verified_copies(core, namespace, name, {fingerprint_r1, fingerprint_r2})
+            found = gpu_nodes.labels(key)
+            return found if found == want and fingerprint_r1 in found.values() else None
+
+        poll_until(
+            labels_follow_pods,
+            what="labels of the nodes holding r1 or r2",
+            timeout=TIMEOUT,
+            describe=lambda: f"labels={gpu_nodes.labels(key)}\n{operator.log_tail(30)}",
+        )
+
+    # Admission lifted: the DaemonSet finishes its roll, nodes are labelled r2, and once two
+    # hold the copy the Deployment gets the r2 template.
+    poll_until(
+        lambda: _served_fingerprint(apps, name, namespace) == fingerprint_r2,
+        what="the Deployment with the r2 weights",
+        timeout=TIMEOUT,
+        describe=lambda: (
+            f"labels={gpu_nodes.labels(key)}\n"
+            f"{yaml.safe_dump(get_pool(k8s, namespace, name).get('status'))}\n"
+            f"{operator.log_tail(30)}"
+        ),
+    )
+    assert _template_revision(apps, name, namespace) != revision_r1
+    # Released: the r1 labels go (the Deployment no longer asks for them).
+    poll_until(
+        lambda: fingerprint_r1 not in gpu_nodes.labels(key).values(),
+        what="no r1 label after the release",
+        timeout=TIMEOUT,
+        describe=lambda: f"labels={gpu_nodes.labels(key)}\n{operator.log_tail(30)}",
+    )
+    labelled_r2 = [node for node, value in gpu_nodes.labels(key).items() if value == fingerprint_r2]
+    assert len(labelled_r2) >= 2, labelled_r2
+    status = get_pool(k8s, namespace, name)["status"]
+    record = status["rollout"]["prepull"]
+    assert record["held"] is False and record.get("timedOut", False) is False
+    assert record["verifiedNodes"] >= 2
+    released = [
+        e for e in pool_events(cluster, namespace, name) if e["reason"] == "RevisionPrepulled"
+    ]
+    assert len(released) == 1 and released[0]["type"] == "Normal"
+    assert fingerprint_r2 in released[0]["note"]
+
+
+def test_new_weights_roll_out_after_the_prepull_timeout(
+    cluster: LocalCluster,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    gpu_nodes: OwnGpuNodes,
+    operator: OperatorProcess,  # noqa: F811  (the imported fixture)
+) -> None:
+    nodes = [gpu_nodes.add(letter) for letter in "abc"]
+    pools: Any = kubernetes.client.CustomObjectsApi(k8s)
+    apps: Any = kubernetes.client.AppsV1Api(k8s)
+    name = "gemma"
+    key = prepull_node_label_key(namespace, name)
+    manifest = _revision_pool(gpu_nodes, name, namespace, prepullTimeoutSeconds=20)
+    pools.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+    labels_r1 = poll_until(
+        lambda: gpu_nodes.labelled(key, nodes),
+        what=f"label {key} on {nodes}",
+        timeout=TIMEOUT,
+        describe=operator.log_tail,
+    )
+    (fingerprint_r1,) = set(labels_r1.values())
+    fingerprint_r2 = model_fingerprint(ModelSpec(uri="s3://models/tiny", revision="r2"))
+
+    # No node may take the r2 weights: the hold ends by its 20 s timeout.
+    with deny_prepull_on(k8s, namespace, nodes):
+        pools.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"model": {"revision": "r2"}}}
+        )
+        poll_until(
+            _held_pool(k8s, namespace, name, fingerprint_r2),
+            what="status: the r2 weights held for their pre-pull",
+            timeout=TIMEOUT,
+            describe=lambda: yaml.safe_dump(get_pool(k8s, namespace, name).get("status")),
+        )
+        assert _served_fingerprint(apps, name, namespace) == fingerprint_r1
+        poll_until(
+            lambda: _served_fingerprint(apps, name, namespace) == fingerprint_r2,
+            what="the Deployment with the r2 weights after the timeout",
+            timeout=TIMEOUT,
+            describe=lambda: yaml.safe_dump(get_pool(k8s, namespace, name).get("status")),
+        )
+        # No node holds the r2 copy; the r1 labels go with the release.
+        poll_until(
+            lambda: gpu_nodes.labels(key) == {},
+            what="no label after the release",
+            timeout=TIMEOUT,
+            describe=lambda: f"labels={gpu_nodes.labels(key)}\n{operator.log_tail(30)}",
+        )
+        pool = get_pool(k8s, namespace, name)
+        record = pool["status"]["rollout"]["prepull"]
+        assert (record["held"], record["timedOut"], record["verifiedNodes"]) == (False, True, 0)
+        # KWOK replicas never open the warm gate: the roll-out goes on, and says why it runs
+        # without the copy.
+        poll_until(
+            lambda: (
+                (condition(get_pool(k8s, namespace, name), "Progressing") or {}).get("reason")
+                == "PrepullTimedOut"
+            ),
+            what="Progressing reason PrepullTimedOut",
+            timeout=TIMEOUT,
+        )
+        warnings = [
+            e for e in pool_events(cluster, namespace, name) if e["reason"] == "PrepullTimedOut"
+        ]
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+        assert "not done after 20s" in warnings[0]["note"]

@@ -189,13 +189,18 @@ def test_the_node_namespace_routes_nowhere_but_its_own_addresses(cluster: LocalC
 
 
 def test_stopping_a_node_leaves_nothing_on_the_host(tmp_path: Path) -> None:
-    """A cluster and node of its own, a pod running on it; the host compared before, while
-    the node runs (no route, link, netns or rule of the host changes: the node lives in its
-    own namespaces), and after it stopped (cgroups and the kubelet's sysctls restored too)."""
+    """A cluster and node of its own, its registry, a pod pulled from it running on it; the
+    host compared before, while the node runs (no route, link, netns or rule of the host
+    changes: the node lives in its own namespaces), and after it stopped (cgroups and the
+    kubelet's sysctls restored too, the registry gone)."""
     binaries = require_real_node()
     before = host_state(_host_iptables_save())
     with LocalCluster(tmp_path / "cluster", binaries=binaries) as local:
         node = local.add_real_node("leftover-check", gpus=1, images=())
+        pause = built_image("pause")
+        registry = node.start_registry()
+        image = registry.push_archive(pause.archive, "warmpool/pause", pause.ref.split(":")[-1])
+        registry_pid = next(p.pid for p in node.processes if p.name == "registry")
         with local.client() as api:
             core = kubernetes.client.CoreV1Api(api)
             pod = {
@@ -207,8 +212,8 @@ def test_stopping_a_node_leaves_nothing_on_the_host(tmp_path: Path) -> None:
                     "containers": [
                         {
                             "name": "pause",
-                            "image": built_image("pause").ref,
-                            "imagePullPolicy": "Never",
+                            "image": image,
+                            "imagePullPolicy": "Always",
                         }
                     ],
                 },
@@ -232,9 +237,18 @@ def test_stopping_a_node_leaves_nothing_on_the_host(tmp_path: Path) -> None:
         assert after[key] == before[key], key
     assert after["sysctls"] == before["sysctls"]
     assert not [c for c in after["cgroups"] if cgroup_root in c]
+    assert not _runs(registry_pid, "registry")
     ours = (state_dir, "/var/lib/kubelet", "/var/lib/containerd", "/run/containerd", "/run/netns")
     for snapshot in (during, after):
         assert not [m for m in snapshot["mounts"] if m.startswith(ours)], snapshot["mounts"]
+
+
+def _runs(pid: int, program: str) -> bool:
+    """Whether process ``pid`` exists and its command line names ``program``."""
+    try:
+        return program in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _host_iptables_save() -> Path:

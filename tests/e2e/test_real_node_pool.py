@@ -93,9 +93,10 @@ def create_pool(
     s3: S3Server,
     name: str,
     scaling: dict[str, Any],
+    server_image: str | None = None,
 ) -> None:
     """The S3 credentials as a Secret and a pool of the model in S3, served by the CPU Triton
-    image, one (fake) GPU per replica."""
+    image (``server_image``: under another reference), one (fake) GPU per replica."""
     core = kubernetes.client.CoreV1Api(api)
     secret = {
         "metadata": {"name": "s3"},
@@ -118,7 +119,7 @@ def create_pool(
                 "endpoint": f"http://{node.expose_host_port(s3.port)}",
                 "credentialsSecret": "s3",
             },
-            "server": {"image": built_image("triton-cpu").ref, "gpu": {"count": 1}},
+            "server": {"image": server_image or built_image("triton-cpu").ref, "gpu": {"count": 1}},
             "warmup": {"inputs": INPUTS, "tolerance": 0.25},
             "scaling": scaling,
         },
@@ -365,3 +366,78 @@ def test_prepull_daemonset_fills_the_node_cache_before_any_replica(
         timeout=60,
     )
     assert not pools.pods("early"), labels
+
+
+def test_new_weights_are_prepulled_before_the_new_replica_starts(
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    pools: NodePools,
+    gate_policy: dict[str, Any],  # noqa: F811
+) -> None:
+    """A new revision of the weights on a pre-pull pool: the real pre-pull pod downloads them
+    (real `warmpool prefetch`, real kubelet) before the Deployment's template changes, so the
+    new replica is created only after that pod is Ready and finds them in the node cache."""
+    pools.create("revs", {"warmFloor": 1, "maxReplicas": 1})
+    custom = kubernetes.client.CustomObjectsApi(k8s)
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "revs", {"spec": {"cache": {"prepull": True}}}
+    )
+    # Turning pre-pull on changes the template too (the affinity): wait for that roll-out.
+    pools.wait(
+        "revs",
+        "one warm replica of the current template, the r1 weights pre-pulled",
+        lambda p: (
+            warm(p, 1)
+            and p["status"].get("observedGeneration") == p["metadata"]["generation"]
+            and (p["status"].get("rollout") or {}).get("oldReplicas") == 0
+            and p["status"].get("cachedNodes") == 1
+        ),
+    )
+    (old,) = pools.pods("revs")
+    old_revision = old["metadata"]["annotations"]["warmpool.dev/revision"]
+
+    # New weights (the same files under another revision label: another cache key).
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "revs", {"spec": {"model": {"revision": "r2"}}}
+    )
+    done = pools.wait(
+        "revs",
+        "the r2 revision warm, the old replica gone",
+        lambda p: (
+            warm(p, 1)
+            and (p["status"].get("rollout") or {}).get("revision") not in (None, old_revision)
+            and p["status"]["rollout"].get("oldReplicas") == 0
+            and p["status"]["rollout"].get("warmReplicas") == 1
+        ),
+    )
+    core = kubernetes.client.CoreV1Api(k8s)
+    daemonset = kubernetes.client.AppsV1Api(k8s).read_namespaced_daemon_set(
+        "revs-prepull", namespace
+    )
+    fingerprint = daemonset.metadata.annotations["warmpool.dev/model-fingerprint"]
+    prepull_pods = [
+        pod
+        for pod in core.list_namespaced_pod(
+            namespace, label_selector="app.kubernetes.io/component=prepull"
+        ).items
+        if pod.metadata.annotations["warmpool.dev/model-fingerprint"] == fingerprint
+        and pod.metadata.deletion_timestamp is None
+    ]
+    (prepull,) = prepull_pods
+    ready_at = next(c.last_transition_time for c in prepull.status.conditions if c.type == "Ready")
+    (new,) = pools.pods("revs")
+    # The pre-pull pod downloaded the r2 weights; the new replica was created only once that
+    # copy was verified (the pod Ready), and found it in the node cache.
+    fetched = prefetch_result(k8s, namespace, prepull.metadata.name)
+    assert fetched["fetchedBytes"] == fetched["totalBytes"] > 0
+    assert seconds(new["metadata"]["creationTimestamp"]) >= ready_at.timestamp()
+    used = prefetch_result(k8s, namespace, new["metadata"]["name"])
+    assert used["cacheKey"] == fetched["cacheKey"]
+    assert used["cacheHit"] and used["fetchedBytes"] == 0
+    record = done["status"]["rollout"]["prepull"]
+    assert record["fingerprint"] == fingerprint
+    assert (record["held"], record.get("timedOut", False), record["verifiedNodes"]) == (
+        False,
+        False,
+        1,
+    )

@@ -4,10 +4,12 @@ A pool is driven through its phases on KWOK nodes that hold exactly the GPUs it 
 nodes with one GPU each, two replicas of one GPU): warming up, Ready, a new revision that
 cannot surge (no spare GPU) until its progress deadline (Stalled), the same roll-out switched
 to Replace (it completes), a spec the operator cannot serve, a generation not yet observed, and
-pools at zero with and without the activator. At each phase the live object is judged by
-`kubectl wait` (the real kubectl), and by kstatus, Argo CD's Lua and Flux's CEL through their
-own code (tests/support/health.py). The verdicts are printed as a table and written to
-`<cluster logs>/pool-phases.json` with the objects they judged.
+pools at zero with and without the activator. Strategy Auto on the same nodes waits for a GPU,
+falls back to replacing in place and completes; with a headroom placeholder it surges. At each
+phase the live object is judged by `kubectl wait` (the real kubectl), and by kstatus, Argo
+CD's Lua and Flux's CEL through their own code (tests/support/health.py). The verdicts are
+printed as a table and written to `<cluster logs>/pool-phases.json` with the objects they
+judged.
 
 Real: the control plane (Deployment controller and its progress deadline, scheduler GPU
 accounting), kubectl, the operator. Mocked: kubelets and GPUs (KWOK), and the warm-up sidecar
@@ -24,8 +26,18 @@ from typing import Any
 import kubernetes
 import pytest
 from node_support import OwnGpuNodes
-from operator_support import GROUP, PLURAL, TIMEOUT, get_pool, install_crd, kubectl
+from operator_support import (
+    GROUP,
+    PLURAL,
+    TIMEOUT,
+    condition,
+    get_pool,
+    install_crd,
+    kubectl,
+    pool_pods,
+)
 from rollout_support import (
+    RolloutWatch,
     cond,
     observed,
     one_gpu_nodes,
@@ -37,13 +49,16 @@ from rollout_support import (
     start_operator,
 )
 from test_headroom import headroom_priority_class  # noqa: F401  (a fixture)
-from test_operator import create_pool, wait_pool
+from test_operator import create_pool, pool_events, wait_pool
 
 from support.health import TOOLS, find_harness, judge
 from warmpool.envtest import LocalCluster, poll_until
+from warmpool.render.labels import REVISION_ANNOTATION
 
 #: Seconds a roll-out may go without progress here: the Deployment controller's deadline.
 DEADLINE = 30
+#: Seconds strategy Auto lets a surged replica wait for a GPU here (long enough to see it wait).
+SURGE_TIMEOUT = 15
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +145,7 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
                 namespace,
                 server=server,
                 scaling={"warmFloor": 2, "maxReplicas": 2},
-                rollout={"progressDeadlineSeconds": DEADLINE},
+                rollout={"strategy": "Surge", "progressDeadlineSeconds": DEADLINE},
             ),
         )
 
@@ -156,7 +171,7 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
         wide = kubectl(cluster, "get", "ipool", "llama", "-n", namespace, "-o", "wide").stdout
         assert "REVISION" in wide and revision in wide and "LAST-COLD-START" in wide
 
-        # A new revision, Surge (the default): its pod finds no free GPU. The old replicas keep
+        # A new revision, Surge: its pod finds no free GPU. The old replicas keep
         # serving (warm never drops below the floor) until the deadline: Stalled.
         patch_spec(k8s, namespace, "llama", {"server": {"image": "tritonserver:next"}})
         pool = wait_pool(
@@ -243,6 +258,125 @@ def test_every_phase_as_kubectl_kstatus_argo_and_flux_see_it(
     verdicts.record("surge-replace")
 
 
+def gpu_starved(api: kubernetes.client.ApiClient, namespace: str, revision: str) -> list[str]:
+    """The scheduler's message for each pod of `revision` it keeps unschedulable for GPUs."""
+    messages = []
+    for pod in pool_pods(api, namespace, "llama"):
+        annotations = pod["metadata"].get("annotations") or {}
+        scheduled = condition(pod, "PodScheduled") or {}
+        if annotations.get(REVISION_ANNOTATION) == revision and scheduled.get("status") == "False":
+            messages.append(str(scheduled.get("message")))
+    return [m for m in messages if "Insufficient nvidia.com/gpu" in m]
+
+
+def test_auto_replaces_in_place_when_no_gpu_frees_for_the_surge(
+    cluster: LocalCluster,
+    k8s: kubernetes.client.ApiClient,
+    namespace: str,
+    gpu_nodes: OwnGpuNodes,
+    harness: Path,
+    tmp_path: Path,
+) -> None:
+    """Strategy Auto (the default) on two 1-GPU nodes both held by the pool: the surged
+    replica of a new revision stays unschedulable for lack of GPUs; after surgeTimeoutSeconds
+    the roll-out replaces in place (Warning Event RolloutFallback) and completes, warm
+    replicas dipping by one (maxUnavailable), never to zero, and never Stalled."""
+    verdicts = Verdicts(cluster, harness)
+    with own_operator(cluster, namespace, tmp_path) as operator:
+        create_pool(
+            k8s,
+            pool_manifest(
+                "llama",
+                namespace,
+                server=gpu_nodes.server_spec(),
+                scaling={"warmFloor": 2, "maxReplicas": 2},
+                rollout={"surgeTimeoutSeconds": SURGE_TIMEOUT},
+            ),
+        )
+        two_warm = settled(k8s, namespace, "llama", 2)
+        first = wait_pool(k8s, namespace, "llama", "2 warm", two_warm, operator)
+        patch_spec(k8s, namespace, "llama", {"server": {"image": "tritonserver:next"}})
+
+        def waiting(p: dict[str, Any]) -> bool:
+            progressing = condition(p, "Progressing") or {}
+            return observed(p) and "waits for a free nvidia.com/gpu" in str(
+                progressing.get("message")
+            )
+
+        pool = wait_pool(k8s, namespace, "llama", "the surge waits for a GPU", waiting, operator)
+        revision = pool["status"]["rollout"]["revision"]
+        assert revision != first["status"]["rollout"]["revision"]
+        assert gpu_starved(k8s, namespace, revision)  # the real scheduler's verdict
+        assert pool["status"]["warmReplicas"] == 2
+        assert verdicts.judge("auto: surge waits for GPU", pool) == WORKING_SERVING
+
+        pool = wait_pool(
+            k8s,
+            namespace,
+            "llama",
+            "Auto fell back to replacing in place",
+            lambda p: cond(p, "Progressing") == ("True", "ReplacingInPlace"),
+            operator,
+        )
+        rollout = pool["status"]["rollout"]
+        assert (rollout["revision"], rollout["strategy"]) == (revision, "Replace")
+        assert (
+            f"no free nvidia.com/gpu for a surged replica after {SURGE_TIMEOUT} s"
+            in (rollout["fallback"])
+        )
+        assert cond(pool, "Stalled") == ("False", "Progressing")
+        assert verdicts.judge("auto: replacing in place", pool) == WORKING_SERVING
+        live = kubernetes.client.AppsV1Api(k8s).read_namespaced_deployment("llama", namespace)
+        assert (
+            live.spec.strategy.rolling_update.max_surge,
+            live.spec.strategy.rolling_update.max_unavailable,
+        ) == (0, 1)
+        fallbacks = poll_until(
+            lambda: [
+                e
+                for e in pool_events(cluster, namespace, "llama")
+                if e["reason"] == "RolloutFallback"
+            ],
+            what="a RolloutFallback Event",
+            timeout=TIMEOUT,
+        )
+        assert fallbacks[0]["type"] == "Warning" and revision in fallbacks[0]["note"]
+
+        rolled = RolloutWatch(k8s, namespace, "llama", 2, first["status"]["rollout"]["revision"])
+        pool = wait_pool(k8s, namespace, "llama", "the replaced roll-out done", rolled, operator)
+        assert pool["status"]["rollout"]["revision"] == revision
+        assert rolled.lowest_warm >= 1
+        assert cond(pool, "Progressing") == ("True", "RolloutComplete")
+        assert verdicts.judge("auto: rolled out", pool) == HEALTHY
+        assert (
+            len(
+                [
+                    e
+                    for e in pool_events(cluster, namespace, "llama")
+                    if e["reason"] == "RolloutFallback"
+                ]
+            )
+            == 1
+        )
+    verdicts.record("auto-fallback")
+
+
+def test_the_surge_timeout_must_be_below_the_progress_deadline(
+    cluster: LocalCluster, k8s: kubernetes.client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """The CRD's CEL rule, on the real apiserver: Auto cannot wait for a GPU past the deadline
+    (a Stalled would come first); Surge and Replace do not wait, so they may set both."""
+    install_crd(cluster, tmp_path)
+    rollout = {"surgeTimeoutSeconds": 60, "progressDeadlineSeconds": 60}
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        create_pool(k8s, pool_manifest("late", namespace, rollout=rollout))
+    assert refused.value.status == 422
+    message = json.loads(refused.value.body)["message"]
+    assert "spec.rollout.surgeTimeoutSeconds" in message
+    assert "surgeTimeoutSeconds must be < progressDeadlineSeconds" in message
+    create_pool(k8s, pool_manifest("fixed", namespace, rollout={**rollout, "strategy": "Surge"}))
+
+
 def test_a_pool_at_zero_behind_the_activator_is_ready(
     cluster: LocalCluster,
     k8s: kubernetes.client.ApiClient,
@@ -312,6 +446,8 @@ def test_a_surge_into_headroom_completes_with_warm_replicas_at_the_floor(
                 server=nodes.server_spec(),
                 scaling={"warmFloor": 2, "maxReplicas": 2},
                 headroom={"placeholders": 1},
+                # short: a preemption in flight must not read as "no GPU" (Auto, the default)
+                rollout={"surgeTimeoutSeconds": 5},
             ),
         )
 
@@ -319,14 +455,13 @@ def test_a_surge_into_headroom_completes_with_warm_replicas_at_the_floor(
         pool = wait_pool(k8s, namespace, "llama", "2 warm", two_warm, operator)
         first = pool["status"]["rollout"]["revision"]
         patch_spec(k8s, namespace, "llama", {"server": {"image": "tritonserver:next"}})
-        lowest_warm = 2
-
-        def rolled(p: dict[str, Any]) -> bool:
-            nonlocal lowest_warm
-            if observed(p):
-                lowest_warm = min(lowest_warm, int((p.get("status") or {}).get("warmReplicas", 0)))
-            return two_warm(p) and p["status"]["rollout"]["revision"] != first
-
+        rolled = RolloutWatch(k8s, namespace, "llama", 2, first)
         pool = wait_pool(k8s, namespace, "llama", "the surge roll-out done", rolled, operator)
-        assert lowest_warm == 2
+        assert rolled.lowest_warm == 2
         assert cond(pool, "Stalled") == ("False", "Progressing")
+        assert "ReplacingInPlace" not in rolled.reasons
+        rollout = pool["status"]["rollout"]
+        assert (rollout["strategy"], rollout.get("fallback", "")) == ("Surge", "")
+        assert not [
+            e for e in pool_events(cluster, namespace, "llama") if e["reason"] == "RolloutFallback"
+        ]

@@ -225,7 +225,14 @@ class CacheSpec(APIModel):
     For kind ephemeral, the emptyDir's size limit."""
     prepull: bool = False
     """Fill the cache on every eligible GPU node ahead of need (a DaemonSet); replicas then
-    prefer nodes that hold a verified copy."""
+    prefer nodes that hold a verified copy. A change of the weights (a new fingerprint) is
+    pre-pulled before it rolls out: the replicas keep the previous weights until the new ones
+    are verified on enough nodes (docs/prepull-and-headroom.md)."""
+    prepull_timeout_seconds: int | None = Field(default=None, ge=0, le=86400)
+    """With prepull: seconds a new revision of the weights may wait for its pre-pull before it
+    rolls out anyway (a Warning Event says so; new replicas on nodes without the copy then
+    download it themselves). 0 rolls out at once, without waiting; unset takes the roll-out's
+    progress deadline (spec.rollout.progressDeadlineSeconds, else the operator's)."""
 
     @model_validator(mode="after")
     def _claim_for_pvc(self) -> CacheSpec:
@@ -527,20 +534,52 @@ class HeadroomSpec(APIModel):
 class RolloutSpec(APIModel):
     """How a new revision of the replicas (a changed spec) replaces the running ones."""
 
-    strategy: Literal["Surge", "Replace"] = "Surge"
-    """Surge: start the new revision beside the old one (one free GPU set per surged replica,
-    e.g. the headroom placeholders'), and remove an old replica only once a new one is warm:
-    warm replicas never drop below the floor. Replace: remove old replicas first and start
-    their successors in the freed GPUs, for clusters with no spare GPU; warm replicas drop by
-    up to maxUnavailable while the new revision warms up."""
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "self.strategy != 'Auto' || !has(self.progressDeadlineSeconds)"
+            " || !has(self.surgeTimeoutSeconds)"
+            " || self.surgeTimeoutSeconds < self.progressDeadlineSeconds",
+            "surgeTimeoutSeconds must be < progressDeadlineSeconds",
+            ".surgeTimeoutSeconds",
+        )
+    )
+
+    strategy: Literal["Auto", "Surge", "Replace"] = "Auto"
+    """Auto: surge while a GPU can be found for the new replica (a free one, a headroom
+    placeholder's, or a node an autoscaler adds within surgeTimeoutSeconds), and when a surged
+    replica stays unschedulable for lack of GPUs that long, replace in place for the rest of
+    that revision's roll-out (status.rollout.fallback says why). Surge: start the new revision
+    beside the old one and remove an old replica only once a new one is warm: warm replicas
+    never drop below the floor, and with no spare GPU the roll-out waits until its progress
+    deadline (Stalled). Replace: remove old replicas first and start their successors in the
+    freed GPUs; warm replicas drop by up to maxUnavailable while the new revision warms up."""
     max_surge: int = Field(default=1, ge=1, le=100)
-    """Surge: new replicas started beyond the desired count at once."""
+    """Surge and Auto: new replicas started beyond the desired count at once."""
     max_unavailable: int = Field(default=1, ge=1, le=100)
-    """Replace: old replicas removed at once before their successors are warm."""
+    """Replace, and Auto once it fell back: old replicas removed at once before their
+    successors are warm."""
+    surge_timeout_seconds: int = Field(default=120, ge=1, le=1800)
+    """Auto: seconds a surged replica may stay unschedulable for lack of GPUs (the
+    scheduler's "Insufficient <gpu resource>") before the roll-out falls back to replacing in
+    place; room for a cluster autoscaler or Karpenter to bring a GPU node. Must be below
+    progressDeadlineSeconds."""
     progress_deadline_seconds: int | None = Field(default=None, ge=30, le=86400)
     """Seconds a roll-out may go without progress (a new replica scheduled, fetched, warm)
     before the pool reports Stalled (reason RolloutStalled); unset takes the operator's
     default (3600: prefetch and warm-up of a large model take long)."""
+
+    @model_validator(mode="after")
+    def _timeout_within_deadline(self) -> RolloutSpec:
+        deadline = self.progress_deadline_seconds
+        if (
+            self.strategy == "Auto"
+            and deadline is not None
+            and self.surge_timeout_seconds >= deadline
+        ):
+            raise ValueError(
+                "spec.rollout.surgeTimeoutSeconds must be < spec.rollout.progressDeadlineSeconds"
+            )
+        return self
 
 
 class DisruptionSpec(APIModel):

@@ -100,6 +100,27 @@ class ScalingStatus(APIModel):
     """Last time traffic was seen (survives operator restarts: idle timers resume from it)."""
 
 
+class RolloutPrepull(APIModel):
+    """The pre-pull of a new revision's weights (spec.cache.prepull): while `held`, the
+    Deployment keeps serving the previous weights and the new ones are fetched on the nodes."""
+
+    fingerprint: str = Field(max_length=64)
+    """Fingerprint of the new weights (the value of the nodes' pre-pull label)."""
+    previous_fingerprint: str = Field(default="", max_length=64)
+    """Fingerprint of the weights the replicas keep while the new ones are held back."""
+    held: bool = False
+    """True while the roll-out of the new weights waits for their pre-pull."""
+    verified_nodes: int = Field(default=0, ge=0)
+    """Nodes holding a verified copy of the new weights (when released: at that moment)."""
+    needed_nodes: int = Field(default=0, ge=0)
+    """Verified nodes the roll-out waits for: the desired replicas (at least 1), at most the
+    nodes the pre-pull DaemonSet runs on."""
+    since: datetime
+    """When the new weights were first held back (the timeout counts from here)."""
+    timed_out: bool = False
+    """Released by spec.cache.prepullTimeoutSeconds before enough nodes held the copy."""
+
+
 class RolloutStatus(APIModel):
     """The revision of the replicas' pod template being rolled out, and how far it got."""
 
@@ -114,6 +135,16 @@ class RolloutStatus(APIModel):
     """Pods of this revision that are warm (receive traffic)."""
     old_replicas: int = Field(default=0, ge=0)
     """Live pods of older revisions, still to leave."""
+    strategy: Literal["Surge", "Replace"] | None = None
+    """How this revision rolls out: Surge or Replace (spec.rollout.strategy Auto resolves to
+    Surge, and to Replace once it fell back for this revision)."""
+    fallback: str = Field(default="", max_length=1024)
+    """Why strategy Auto replaces this revision in place (no free GPU for a surged replica
+    within surgeTimeoutSeconds); empty when it did not fall back. Kept until the next
+    revision, which surges again, so an operator restart does not forget it."""
+    prepull: RolloutPrepull | None = None
+    """With spec.cache.prepull: the pre-pull of the latest change of the weights, held back or
+    released (kept until the weights change again)."""
 
 
 class InferencePoolStatus(APIModel):

@@ -93,6 +93,8 @@ async def build_runtime(settings: OperatorSettings) -> Runtime:
         await applier.prime_all(settings.namespaces)
     except ApiError as error:
         logger.warning("listing the pools' children failed (read one by one): %s", error)
+    # A change of its verified nodes re-syncs the pool: a roll-out held for pre-pull may go.
+    prepull = PrepullReconciler(client, cache, on_change=lambda key: runtime.loop.mark(key))
     reconciler = Reconciler(
         settings=settings,
         client=client,
@@ -103,8 +105,8 @@ async def build_runtime(settings: OperatorSettings) -> Runtime:
         scaler=Scaler.from_settings(
             settings.prometheus_url, settings.traffic_query, settings.scaling_interval_seconds
         ),
+        prepull_nodes=prepull.nodes,
     )
-    prepull = PrepullReconciler(client, cache)
     indexed = asyncio.Event()
     runtime = Runtime(
         settings=settings,

@@ -23,6 +23,12 @@ KUBELET_DIR = "/var/lib/kubelet"
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 GPU_RESOURCE = "nvidia.com/gpu"
 CNI_NETWORK = "warmpool"
+REGISTRY_HOST = "registry.node.warmpool.test"
+"""The registry host in image references the node pulls (``<host>/warmpool/x:tag``): a name
+under ``.test`` that nothing resolves; containerd's hosts.toml for it points at the registry on
+the node's own loopback (REGISTRY_ADDRESS), so no lookup or packet ever leaves the node."""
+REGISTRY_ADDRESS = ("127.0.0.1", 5000)
+"""Where the node's registry listens: the loopback of the node's network namespace."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,21 @@ class NodeLayout:
         return self.root / "config"
 
     @property
+    def registry_hosts(self) -> Path:
+        """containerd's registry ``config_path``: ``<registry host>/hosts.toml`` files."""
+        return self.config / "registry-hosts"
+
+    @property
+    def registry(self) -> Path:
+        """The node registry's storage."""
+        return self.root / "registry"
+
+    @property
+    def registry_scratch(self) -> Path:
+        """Where pushes unpack the archives they push."""
+        return self.root / "registry-push"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -119,6 +140,8 @@ state = "/run/containerd"
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = {json.dumps(sandbox_image)}
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = {json.dumps(str(layout.registry_hosts))}
 
 [plugins."io.containerd.cri.v1.runtime"]
   # This machine's root lacks CAP_SYS_RESOURCE: a negative oom_score_adj is refused, and
@@ -135,6 +158,27 @@ state = "/run/containerd"
     bin_dirs = [{json.dumps(str(cni_bin))}]
     conf_dir = {json.dumps(str(layout.cni_conf_dir))}
 """
+
+
+def registry_hosts_toml() -> str:
+    """containerd's hosts.toml for REGISTRY_HOST: pull and resolve from the node's registry
+    over plain HTTP (containerd would otherwise try HTTPS on port 443 of that name)."""
+    host, port = REGISTRY_ADDRESS
+    return f'server = "http://{host}:{port}"\n'
+
+
+def registry_config(storage: Path) -> dict[str, Any]:
+    """The CNCF distribution registry's configuration: filesystem storage under ``storage``,
+    plain HTTP on REGISTRY_ADDRESS, no auth, no storage health poll (it would log every
+    10 s)."""
+    host, port = REGISTRY_ADDRESS
+    return {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text"},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+        "http": {"addr": f"{host}:{port}"},
+        "health": {"storagedriver": {"enabled": False}},
+    }
 
 
 def cni_config(network: NodeNetwork) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -42,6 +43,8 @@ from warmpool.envtest.nodeconfig import (
     CONTAINERD_SOCKET,
     DEVICE_PLUGIN_DIR,
     GPU_RESOURCE,
+    REGISTRY_ADDRESS,
+    REGISTRY_HOST,
     RESOLV_CONF,
     NodeLayout,
     NodeNetwork,
@@ -49,9 +52,12 @@ from warmpool.envtest.nodeconfig import (
     containerd_config,
     kube_proxy_config,
     kubelet_config,
+    registry_config,
+    registry_hosts_toml,
 )
 from warmpool.envtest.nodes import DEFAULT_GPU_PRODUCT, gpu_labels
 from warmpool.envtest.process import ComponentProcess
+from warmpool.envtest.registry import NodeRegistry, RegistryBinaries
 from warmpool.render.config import RenderConfig
 
 REAL_NODE_LABEL = "warmpool.dev/real-node"
@@ -113,6 +119,7 @@ class RealNode:
         self._relays: list[TcpRelay] = []
         self._processes: list[ComponentProcess] = []
         self._netns_inodes: set[int] = set()
+        self._registry: NodeRegistry | None = None
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -135,6 +142,10 @@ class RealNode:
         for process in reversed(self._processes):
             process.stop(10.0)
         self._processes.clear()
+        # The registry's storage holds copies of built images (hundreds of MB); its log stays.
+        shutil.rmtree(self.layout.registry, ignore_errors=True)
+        shutil.rmtree(self.layout.registry_scratch, ignore_errors=True)
+        self._registry = None
         if self._holder is not None:
             self._holder.stop(5.0)
             self._holder = None
@@ -219,6 +230,26 @@ class RealNode:
         """Import an OCI archive into the node's containerd (namespace ``k8s.io``), where
         the kubelet finds it (``imagePullPolicy: IfNotPresent``)."""
         self._ctr("images", "import", str(archive), timeout=600)
+
+    def start_registry(self, binaries: RegistryBinaries | None = None) -> NodeRegistry:
+        """The node's OCI registry (started on first use, stopped with the node): the CNCF
+        distribution registry on the node's loopback, from which its containerd pulls
+        ``REGISTRY_HOST/...`` references over plain HTTP (registry.py)."""
+        if self._registry is not None:
+            return self._registry
+        binaries = binaries or RegistryBinaries.discover()
+        config = self.layout.config / "registry.yaml"
+        config.write_text(yaml.safe_dump(registry_config(self.layout.registry)))
+        process = self._spawn("registry", [str(binaries.registry), "serve", str(config)])
+        port = self.forward(*REGISTRY_ADDRESS)
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{port}/v2/"),
+            what=f"the registry of node {self.name}",
+            timeout=self.start_timeout,
+            process=process,
+        )
+        self._registry = NodeRegistry(self, binaries.crane, self.layout.registry_scratch)
+        return self._registry
 
     def container_images(self) -> list[str]:
         """References of the images in the node's containerd."""
@@ -349,6 +380,9 @@ class RealNode:
                 sandbox_image=self.sandbox_image,
             )
         )
+        hosts = self.layout.registry_hosts / REGISTRY_HOST
+        hosts.mkdir(parents=True, exist_ok=True)
+        (hosts / "hosts.toml").write_text(registry_hosts_toml())
         (self.layout.cni_conf_dir / "10-warmpool.conflist").write_text(
             json.dumps(cni_config(self.network), indent=2) + "\n"
         )

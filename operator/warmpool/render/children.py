@@ -77,14 +77,17 @@ def build_children(
     service_mode: ServiceMode = "direct",
     activator_endpoints: ActivatorEndpoints | None = None,
     warm_floor: int = 0,
+    replace_revision: str | None = None,
 ) -> list[Obj]:
     """The pool's children, in apply order: identity, routing, helpers, then the replicas.
 
     Which objects appear depends on the spec and the mode: the pre-pull DaemonSet with
     spec.cache.prepull, the headroom Deployment with spec.headroom.placeholders > 0, the
     activator EndpointSlice in `activator` mode, the PodDisruptionBudget while `warm_floor` (the
-    effective floor now) is above 0. The operator deletes its children that are no longer
-    listed. Each object carries `warmpool.dev/spec-hash`, a hash of the rest of it.
+    effective floor now) is above 0; the server Deployment replaces in place while its template
+    is `replace_revision` (strategy Auto fell back for it). The operator deletes its children
+    that are no longer listed. Each object carries `warmpool.dev/spec-hash`, a hash of the rest
+    of it.
     """
     check_pool_name(pool.metadata.name)
     if replicas < 0:
@@ -107,7 +110,9 @@ def build_children(
     budget = build_pod_disruption_budget(pool, warm_floor=warm_floor)
     if budget is not None:
         children.append(budget)
-    children.append(build_deployment(pool, config, replicas=replicas))
+    children.append(
+        build_deployment(pool, config, replicas=replicas, replace_revision=replace_revision)
+    )
     for child in children:
         child["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = content_hash(child)
     return children

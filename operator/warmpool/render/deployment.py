@@ -33,8 +33,10 @@ from warmpool.render.labels import (
     BACKEND_LABEL,
     INFERENCE_SERVER,
     MODEL_FINGERPRINT_ANNOTATION,
+    MODEL_SPEC_ANNOTATION,
     REVISION_ANNOTATION,
     model_fingerprint,
+    model_spec_annotation,
     object_labels,
     prepull_node_label_key,
     server_selector,
@@ -390,12 +392,24 @@ def pod_spec(pool: InferencePool, config: RenderConfig) -> Obj:
     return spec
 
 
-def build_deployment(pool: InferencePool, config: RenderConfig, *, replicas: int) -> Obj:
-    """Deployment `<pool>` with `replicas` replicas (the operator decides how many)."""
+def build_deployment(
+    pool: InferencePool,
+    config: RenderConfig,
+    *,
+    replicas: int,
+    replace_revision: str | None = None,
+) -> Obj:
+    """Deployment `<pool>` with `replicas` replicas (the operator decides how many).
+
+    `replace_revision`: the revision strategy Auto fell back to replacing in place for; the
+    strategy is Replace only while the template still has that revision, so the next revision
+    surges again."""
     name = server_deployment_name(pool.metadata.name)
     extra = {BACKEND_LABEL: pool.spec.server.backend} if pool.spec.server.backend else {}
     meta = object_meta(pool, name, INFERENCE_SERVER, labels=extra)
     meta["annotations"] = {MODEL_FINGERPRINT_ANNOTATION: model_fingerprint(pool.spec.model)}
+    if pool.spec.cache.prepull:
+        meta["annotations"][MODEL_SPEC_ANNOTATION] = model_spec_annotation(pool.spec.model)
     template: Obj = {
         "metadata": {
             "labels": pod_labels(pool),
@@ -406,7 +420,8 @@ def build_deployment(pool: InferencePool, config: RenderConfig, *, replicas: int
         },
         "spec": pod_spec(pool, config),
     }
-    template["metadata"]["annotations"][REVISION_ANNOTATION] = template_revision(template)
+    revision = template_revision(template)
+    template["metadata"]["annotations"][REVISION_ANNOTATION] = revision
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -414,7 +429,7 @@ def build_deployment(pool: InferencePool, config: RenderConfig, *, replicas: int
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": server_selector(name)},
-            "strategy": deployment_strategy(pool),
+            "strategy": deployment_strategy(pool, fell_back=revision == replace_revision),
             "revisionHistoryLimit": config.revision_history_limit,
             "progressDeadlineSeconds": progress_deadline_seconds(pool, config),
             "template": template,

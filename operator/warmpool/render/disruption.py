@@ -72,11 +72,14 @@ def termination_grace_seconds(pool: InferencePool, config: RenderConfig) -> int:
     return drain_seconds(pool, config) + config.server_exit_timeout_seconds + 5
 
 
-def deployment_strategy(pool: InferencePool) -> Obj:
+def deployment_strategy(pool: InferencePool, *, fell_back: bool = False) -> Obj:
     """RollingUpdate per spec.rollout: Surge never drops a warm replica before its successor is
-    warm (maxUnavailable 0); Replace frees GPUs first (maxSurge 0) for a cluster with none spare."""
+    warm (maxUnavailable 0); Replace frees GPUs first (maxSurge 0) for a cluster with none spare.
+    Auto surges, and replaces once `fell_back` (the operator found no GPU for a surged replica
+    of this revision within surgeTimeoutSeconds: controller/pool/fallback.py decides, so this
+    stays pure)."""
     rollout = pool.spec.rollout
-    if rollout.strategy == "Replace":
+    if rollout.strategy == "Replace" or (rollout.strategy == "Auto" and fell_back):
         rolling = {"maxSurge": 0, "maxUnavailable": rollout.max_unavailable}
     else:
         rolling = {"maxSurge": rollout.max_surge, "maxUnavailable": 0}

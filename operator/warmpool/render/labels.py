@@ -36,6 +36,10 @@ BACKEND_LABEL = f"{GROUP}/backend"
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 #: Fingerprint of the weights a pod or pre-pull copy serves (see `model_fingerprint`).
 MODEL_FINGERPRINT_ANNOTATION = f"{GROUP}/model-fingerprint"
+#: With pre-pull: the model spec (JSON) the server Deployment was rendered from. The operator
+#: reads it back to keep the replicas on these weights while a new revision is pre-pulled
+#: (controller/prepull/gate.py): the Deployment itself remembers, across operator restarts.
+MODEL_SPEC_ANNOTATION = f"{GROUP}/model-spec"
 #: Annotation of a replica's pod template (and so of its pods): the template's revision, a hash
 #: of the template itself. The pool's status.rollout counts pods by it.
 REVISION_ANNOTATION = f"{GROUP}/revision"
@@ -100,6 +104,12 @@ def model_fingerprint(model: ModelSpec) -> str:
         },
         20,
     )
+
+
+def model_spec_annotation(model: ModelSpec) -> str:
+    """`MODEL_SPEC_ANNOTATION`'s value: the model spec as compact JSON, as in the manifest."""
+    dumped = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return json.dumps(dumped, sort_keys=True, separators=(",", ":"))
 
 
 def prepull_node_label_key(namespace: str, pool: str) -> str:

@@ -79,6 +79,18 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         ),
         {"kstatus": "InProgress", "argocd": "Progressing", "flux": "InProgress"},
     ),
+    "replacing-in-place": (
+        pool(
+            "replacing-in-place",
+            {
+                "Ready": ("True", "Serving"),
+                "Reconciling": ("True", "RollingOut"),
+                "Stalled": ("False", "Progressing"),
+                "Progressing": ("True", "ReplacingInPlace"),
+            },
+        ),
+        {"kstatus": "InProgress", "argocd": "Progressing", "flux": "InProgress"},
+    ),
     "zero-activator": (
         pool("zero-activator", {"Ready": ("True", "ScaledToZeroBehindActivator"), **QUIET}),
         {"kstatus": "Current", "argocd": "Healthy", "flux": "Current"},

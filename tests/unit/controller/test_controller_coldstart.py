@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from controller_builders import make_pod
 
@@ -157,6 +157,56 @@ def test_a_node_older_than_the_pod_provisions_nothing() -> None:
     assert measured is not None
     assert (measured.node_provisioning_seconds, measured.scheduling_seconds) == (0.0, 60.0)
     assert measured.image_pull_seconds == 0.0
+
+
+# What the real kubelet v1.34.4 posted for a pull from the real node's registry
+# (tests/e2e/test_real_node_image_pull.py), as `kubectl get events -o json` lists them.
+_REAL_KUBELET = {"component": "kubelet", "host": "real-node-0"}
+_REAL_IMAGE = "registry.node.warmpool.test/warmpool/triton-cpu:6a6545b4fd7c6538-pull"
+_REAL_PULL_EVENTS = [
+    {
+        "reason": "Pulled",
+        "message": (
+            'Container image "localhost/warmpool/agent:ddaa080f466deebd" already present on machine'
+        ),
+        "firstTimestamp": "2026-12-04T21:54:19Z",
+        "lastTimestamp": "2026-12-04T21:54:19Z",
+        "eventTime": None,
+        "count": 1,
+        "source": _REAL_KUBELET,
+    },
+    {
+        "reason": "Pulling",
+        "message": f'Pulling image "{_REAL_IMAGE}"',
+        "firstTimestamp": "2026-12-04T21:54:21Z",
+        "lastTimestamp": "2026-12-04T21:54:21Z",
+        "eventTime": None,
+        "count": 1,
+        "source": _REAL_KUBELET,
+    },
+    {
+        "reason": "Pulled",
+        "message": f'Successfully pulled image "{_REAL_IMAGE}" in 917ms (917ms including waiting). '
+        "Image size: 751487598 bytes.",
+        "firstTimestamp": "2026-12-04T21:54:22Z",
+        "lastTimestamp": "2026-12-04T21:54:22Z",
+        "eventTime": None,
+        "count": 1,
+        "source": _REAL_KUBELET,
+    },
+]
+
+
+def test_the_real_kubelets_pull_events() -> None:
+    end = datetime(2026, 12, 4, 21, 54, 22, tzinfo=UTC)
+    assert image_pulls(_REAL_PULL_EVENTS) == [(end - timedelta(milliseconds=917), end)]
+    # The same pull on another run took over a second: the other duration form.
+    slower = {
+        **_REAL_PULL_EVENTS[2],
+        "message": f'Successfully pulled image "{_REAL_IMAGE}" in 1.246s (1.246s including '
+        "waiting). Image size: 751487603 bytes.",
+    }
+    assert image_pulls([slower]) == [(end - timedelta(seconds=1.246), end)]
 
 
 def test_go_durations() -> None:

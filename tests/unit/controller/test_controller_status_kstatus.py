@@ -102,6 +102,9 @@ def test_a_roll_out_counts_both_revisions_and_serves_from_the_old() -> None:
         "ready_replicas": 0,
         "warm_replicas": 0,
         "old_replicas": 1,
+        "strategy": None,  # no plan in these inputs: the status says nothing of a strategy
+        "fallback": "",
+        "prepull": None,
     }
 
 

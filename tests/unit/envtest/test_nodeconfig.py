@@ -7,12 +7,15 @@ from pathlib import Path
 
 from warmpool.envtest.components import Layout, Ports, apiserver_argv, egress_selector_config
 from warmpool.envtest.nodeconfig import (
+    REGISTRY_HOST,
     NodeLayout,
     NodeNetwork,
     cni_config,
     containerd_config,
     kube_proxy_config,
     kubelet_config,
+    registry_config,
+    registry_hosts_toml,
 )
 
 
@@ -48,6 +51,23 @@ def test_every_fixed_path_the_runtime_uses_is_a_mount_of_the_node_state(tmp_path
     assert cri["cni"]["conf_dir"] == str(layout.cni_conf_dir)
     images = config["plugins"]["io.containerd.cri.v1.images"]
     assert images["pinned_images"]["sandbox"] == "local/pause:1"
+
+
+def test_containerd_pulls_the_registry_host_over_http_from_the_nodes_loopback(
+    tmp_path: Path,
+) -> None:
+    layout = NodeLayout(tmp_path)
+    config = tomllib.loads(
+        containerd_config(layout, runc=Path("/r"), cni_bin=Path("/c"), sandbox_image="p:1")
+    )
+    registry = config["plugins"]["io.containerd.cri.v1.images"]["registry"]
+    assert registry["config_path"] == str(layout.registry_hosts)
+    hosts = tomllib.loads(registry_hosts_toml())
+    assert hosts == {"server": "http://127.0.0.1:5000"}
+    assert REGISTRY_HOST.endswith(".test")  # a name no resolver answers
+    served = registry_config(layout.registry)
+    assert served["http"]["addr"] == "127.0.0.1:5000"
+    assert served["storage"]["filesystem"]["rootdirectory"] == str(tmp_path / "registry")
 
 
 def test_kubelet_and_kube_proxy_listen_only_inside_the_node(tmp_path: Path) -> None:

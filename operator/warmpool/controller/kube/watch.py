@@ -19,7 +19,11 @@ from warmpool.contract import Obj, PoolKey, owner_pool_key, pool_key
 from warmpool.controller.kube.client import FIELD_MANAGER
 from warmpool.render.deployment import server_deployment_name
 from warmpool.render.disruption import COLD_START_HINTS
-from warmpool.render.labels import REVISION_ANNOTATION, SPEC_HASH_ANNOTATION
+from warmpool.render.labels import (
+    MODEL_SPEC_ANNOTATION,
+    REVISION_ANNOTATION,
+    SPEC_HASH_ANNOTATION,
+)
 
 #: Pod annotations the operator reads: the template revision (status.rollout) and the
 #: cold-start hints it removes once the pod is warm.
@@ -67,7 +71,13 @@ def slim_pod(pod: Mapping[str, Any]) -> Obj:
             "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
             "status": {
                 key: status[key]
-                for key in ("phase", "conditions", "initContainerStatuses", "podIP")
+                for key in (
+                    "phase",
+                    "conditions",
+                    "initContainerStatuses",
+                    "podIP",
+                    "nominatedNodeName",  # a preemption in flight (pool/fallback.py)
+                )
                 if key in status
             },
         }
@@ -113,8 +123,12 @@ def slim_deployment(deployment: Mapping[str, Any]) -> Obj:
     }
     if "generation" in meta:
         slim["metadata"]["generation"] = meta["generation"]
-    if SPEC_HASH_ANNOTATION in annotations:
-        slim["metadata"]["annotations"] = {SPEC_HASH_ANNOTATION: annotations[SPEC_HASH_ANNOTATION]}
+    # The spec-hash, and the model spec the pre-pull gate reads (controller/prepull/gate.py).
+    kept = {
+        k: annotations[k] for k in (SPEC_HASH_ANNOTATION, MODEL_SPEC_ANNOTATION) if k in annotations
+    }
+    if kept:
+        slim["metadata"]["annotations"] = kept
     template = (deployment.get("spec") or {}).get("template") or {}
     revision = ((template.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
     if revision:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,34 +21,33 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from warmpool.api.resource import InferencePool
-from warmpool.api.status import ColdStart, InferencePoolStatus, Phase
-from warmpool.contract import Obj, PoolKey, parse_time
+from warmpool.api.status import InferencePoolStatus, Phase
+from warmpool.contract import Obj, PoolKey
 from warmpool.controller.kube.apply import Applier, spec_hash
 from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef, pool_ref
 from warmpool.controller.kube.events import EventRecorder
 from warmpool.controller.kube.watch import WatchCache
 from warmpool.controller.metrics import OperatorMetrics
-from warmpool.controller.pool.coldstart import image_pulls, new_cold_starts, pod_cold_start
+from warmpool.controller.pool.coldstart import new_cold_starts
+from warmpool.controller.pool.coldstart_io import lift_cold_start_hints, split_cold_starts
+from warmpool.controller.pool.fallback import plan_rollout
+from warmpool.controller.pool.pods import count_pods
 from warmpool.controller.pool.report import Reporter
+from warmpool.controller.pool.rollout import deployment_for_status
 from warmpool.controller.pool.status import (
     StatusInputs,
     compute_status,
-    count_pods,
-    is_warm,
     parse_status,
     status_patch,
 )
 from warmpool.controller.pool.validate import Invalid, validate_pool
+from warmpool.controller.prepull.gate import NodeCounter, no_prepull_nodes, prepull_hold
 from warmpool.controller.settings import OperatorSettings
 from warmpool.render.children import build_children, optional_children
 from warmpool.render.common import RenderError
-from warmpool.render.disruption import COLD_START_HINTS
 from warmpool.render.endpoints import ActivatorEndpoints
-from warmpool.render.labels import REVISION_ANNOTATION
 from warmpool.render.service import ServiceMode
 from warmpool.scaling.service import Scaler
-
-logger = logging.getLogger(__name__)
 
 Trigger = Literal["create", "update", "resume", "wake", "tick", "observe"]
 
@@ -88,6 +86,7 @@ class Reconciler:
         events: EventRecorder,
         scaler: Scaler,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        prepull_nodes: NodeCounter = no_prepull_nodes,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -98,6 +97,7 @@ class Reconciler:
         self._scaler = scaler
         self._clock = clock
         self._render_config = settings.render_config()
+        self._prepull_nodes = prepull_nodes  # the pre-pull gate's input (controller/prepull/)
         self._locks: dict[PoolKey, asyncio.Lock] = {}
         # Per pool: the signature of the last render's inputs and what it applied. A refresh
         # with the same inputs whose children are all still as applied skips rendering (37% of
@@ -191,7 +191,21 @@ class Reconciler:
             if decision.owned
             else min(pool.spec.scaling.warm_floor, decision.desired)
         )
-        signature = render_signature(body, decision.desired, mode, endpoints, floor)
+        # strategy Auto: surge, or replace in place once a surged replica found no GPU in time
+        plan = plan_rollout(pool.spec, deployment, pods, previous.rollout, now)
+        signature = render_signature(
+            body, decision.desired, mode, endpoints, floor, plan.replace_revision
+        )
+        hold = prepull_hold(
+            pool,
+            deployment,
+            previous,
+            decision.desired,
+            now,
+            self._prepull_nodes,
+            self._render_config,
+        )
+        signature += hold.signature
         rejected = self._rejected.get(key)
         if rejected is not None and rejected[0] == signature:
             raise ChildRejected(rejected[1])  # nothing the render reads has changed since
@@ -200,13 +214,15 @@ class Reconciler:
             writes = 0  # same inputs as the last render, and every child still as applied
         else:
             children = build_children(
-                pool,
+                hold.pool,
                 self._render_config,
                 replicas=decision.desired,
                 service_mode=mode,
                 activator_endpoints=endpoints,
                 warm_floor=floor,
+                replace_revision=plan.replace_revision,
             )
+            children = hold.with_new_prepull(children, self._render_config)
             try:
                 writes = await self._apply_children(key, pool, children)
             except ChildRejected as error:
@@ -218,9 +234,13 @@ class Reconciler:
             self._applied[key] = (signature, tuple(applied_summary(c) for c in children))
             # build_children renders the server Deployment last
             rendered = children[-1] if children[-1]["kind"] == "Deployment" else None
-        writes += await self._lift_cold_start_hints(key, pods, pool.spec.warmup.enabled)
-        cold_starts = await self._split_cold_starts(
-            key, pods, new_cold_starts(pods, previous.last_cold_start)
+        if hold.event is not None:
+            await self._reporter.note(body, hold.event.type, hold.event.reason, hold.event.note)
+        writes += await lift_cold_start_hints(
+            self._client, self._cache, key[0], pods, pool.spec.warmup.enabled
+        )
+        cold_starts = await split_cold_starts(
+            self._client, key[0], pods, new_cold_starts(pods, previous.last_cold_start)
         )
         status = compute_status(
             StatusInputs(
@@ -234,6 +254,8 @@ class Reconciler:
                 last_cold_start=cold_starts[-1] if cold_starts else None,
                 deployment=deployment_for_status(self._cache.deployment(key), rendered),
                 activator=self._settings.activator is not None,
+                plan=plan,
+                prepull=hold.record,
             )
         )
         writes += await self._write_status(key, body, status)
@@ -296,65 +318,6 @@ class Reconciler:
                 note += f" (fields only {', '.join(left)} set are kept)"
             await self._reporter.drift(body, note)
 
-    async def _split_cold_starts(
-        self, key: PoolKey, pods: list[Obj], cold_starts: list[ColdStart]
-    ) -> list[ColdStart]:
-        """Cold starts with node provisioning and image pulls split out: two reads per cold
-        start (its node, its kubelet Events), never on a sync without one. A read that fails
-        leaves that part unsplit rather than the cold start unreported."""
-        by_name = {str((p.get("metadata") or {}).get("name")): p for p in pods}
-        split: list[ColdStart] = []
-        for cold_start in cold_starts:
-            pod = by_name.get(cold_start.pod)
-            if pod is None:
-                split.append(cold_start)
-                continue
-            node_created = None
-            node_name = (pod.get("spec") or {}).get("nodeName")
-            try:
-                if node_name:
-                    node = await self._client.get(ObjectRef("v1", "Node", str(node_name), None))
-                    node_created = parse_time(
-                        ((node or {}).get("metadata") or {}).get("creationTimestamp")
-                    )
-                uid = (pod.get("metadata") or {}).get("uid")
-                events = await self._client.list(
-                    "v1", "Event", key[0], field_selector=f"involvedObject.uid={uid}"
-                )
-            except ApiError as error:
-                logger.warning("cold start of %s not split: %s", cold_start.pod, error)
-                split.append(cold_start)
-                continue
-            measured = pod_cold_start(pod, node_created=node_created, pulls=image_pulls(events))
-            split.append(measured if measured is not None else cold_start)
-        return split
-
-    async def _lift_cold_start_hints(
-        self, key: PoolKey, pods: list[Obj], warmup_enabled: bool
-    ) -> int:
-        """Remove the autoscaler hints from warm pods: once warm, a replica may be moved like
-        any other (its PodDisruptionBudget still guards the floor). One patch per pod, once."""
-        writes = 0
-        for pod in pods:
-            annotations = (pod.get("metadata") or {}).get("annotations") or {}
-            hints = [name for name in COLD_START_HINTS if name in annotations]
-            if not hints or not is_warm(pod, warmup_enabled):
-                continue
-            if (pod.get("metadata") or {}).get("deletionTimestamp"):
-                continue
-            ref = ObjectRef("v1", "Pod", str(pod["metadata"]["name"]), key[0])
-            try:
-                patched = await self._client.merge_patch(
-                    ref, {"metadata": {"annotations": dict.fromkeys(hints)}}
-                )
-            except ApiError as error:
-                if error.status == 404:
-                    continue  # gone meanwhile
-                raise
-            self._cache.observe_pod(None, patched)
-            writes += 1
-        return writes
-
     def _activator_endpoints(self) -> ActivatorEndpoints:
         found = self._cache.activator_endpoints()
         ports = dict(found[0].ports) if found else {}
@@ -407,22 +370,6 @@ class Reconciler:
         return 1
 
 
-def deployment_for_status(cached: Obj | None, rendered: Obj | None) -> Obj | None:
-    """The server Deployment status is computed from: the watch cache's, unless this sync just
-    applied a template the cache has not seen yet; then the applied one (its revision), so the
-    first status already names the revision and the watch event that follows writes nothing."""
-    if rendered is None:
-        return cached
-    if cached is not None and _template_revision(cached) == _template_revision(rendered):
-        return cached
-    return rendered
-
-
-def _template_revision(deployment: Mapping[str, Any]) -> str | None:
-    template = (deployment.get("spec") or {}).get("template") or {}
-    return ((template.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
-
-
 AppliedChild = tuple[str, str, str | None, int | None]
 """(kind, name, spec-hash, Deployment replicas) of a rendered child."""
 
@@ -438,10 +385,12 @@ def render_signature(
     mode: ServiceMode,
     endpoints: ActivatorEndpoints | None,
     warm_floor: int = 0,
+    replace_revision: str | None = None,
 ) -> str:
     """A digest of everything `build_children` reads: the pool's identity, labels,
     annotations and spec, the replicas, the Service mode, the activator's endpoints and the
-    warm floor (the disruption budget's minAvailable)."""
+    warm floor (the disruption budget's minAvailable), and the revision strategy Auto replaces
+    in place."""
     meta = body.get("metadata") or {}
     inputs = [
         {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "labels")},
@@ -453,6 +402,7 @@ def render_signature(
         if endpoints is None
         else [list(endpoints.addresses), endpoints.http_port, endpoints.grpc_port],
         warm_floor,
+        replace_revision,
     ]
     encoded = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.blake2b(encoded.encode(), digest_size=16).hexdigest()

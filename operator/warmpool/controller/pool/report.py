@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from warmpool.api.status import ColdStart, InferencePoolStatus, Phase
 from warmpool.contract import Obj, PoolKey, pool_key
-from warmpool.controller.kube.events import EventRecorder
+from warmpool.controller.kube.events import EventRecorder, EventType
 from warmpool.controller.metrics import OperatorMetrics
 from warmpool.controller.pool.coldstart import describe
 
@@ -34,6 +34,10 @@ class Reporter:
         await self._events.post(
             body, type="Warning", reason="DriftReverted", action="Apply", note=note[:1024]
         )
+
+    async def note(self, body: Obj, type_: EventType, reason: str, note: str) -> None:
+        """A one-off Event another module decided on (the pre-pull gate's release)."""
+        await self._events.post(body, type=type_, reason=reason, action="Rollout", note=note[:1024])
 
     async def report(
         self,
@@ -71,6 +75,17 @@ class Reporter:
                     f"{status.scaling.reason} (owner {status.scaling.owner})"
                 ),
             )
+        # Strategy Auto fell back to replacing in place: warm replicas will dip (once per
+        # revision; the fallback stays in status.rollout until the next one).
+        rollout = status.rollout
+        if rollout is not None and rollout.fallback and not _fell_back(previous, status):
+            await self._events.post(
+                body,
+                type="Warning",
+                reason="RolloutFallback",
+                action="RollOut",
+                note=f"revision {rollout.revision}: {rollout.fallback}"[:1024],
+            )
         degraded = _condition_message(status, "Degraded")
         was_degraded = _condition_message(previous, "Degraded")
         if degraded is not None and degraded != was_degraded:
@@ -104,6 +119,17 @@ class Reporter:
                     f"{status.scaling.reason}"
                 )[:1024],
             )
+
+
+def _fell_back(previous: InferencePoolStatus, status: InferencePoolStatus) -> bool:
+    """Whether `previous` already recorded the fallback `status` holds (same revision)."""
+    before, now = previous.rollout, status.rollout
+    return (
+        before is not None
+        and now is not None
+        and before.revision == now.revision
+        and bool(before.fallback)
+    )
 
 
 def _condition_status(status: InferencePoolStatus, kind: str) -> str | None:

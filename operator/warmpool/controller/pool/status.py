@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -23,39 +23,25 @@ from warmpool.api.status import (
     ConditionType,
     InferencePoolStatus,
     Phase,
+    RolloutPrepull,
     RolloutStatus,
     ScalingStatus,
 )
-from warmpool.contract import POOL_LABEL, WARM_CONDITION, ObjView
+from warmpool.contract import POOL_LABEL, ObjView
 from warmpool.controller.pool.coldstart import condition_true
+from warmpool.controller.pool.fallback import RolloutPlan, with_plan
+from warmpool.controller.pool.pods import (
+    MAX_MESSAGE,
+    ConditionValue,
+    PodCounts,
+    count_pods,
+    live_pods,
+)
+from warmpool.controller.pool.rollout import progress_conditions, rollout_status
+from warmpool.controller.prepull.gate import rollout_with_prepull
 from warmpool.render.deployment import PREFETCH_CONTAINER
-from warmpool.render.labels import REVISION_ANNOTATION
 from warmpool.scaling.policy import Decision
 from warmpool.scaling.state import lasting_part
-
-Status = Literal["True", "False", "Unknown"]
-
-MAX_MESSAGE = 1024
-
-
-@dataclass(frozen=True)
-class ConditionValue:
-    """A condition before its transition time is known."""
-
-    status: Status
-    reason: str
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class PodCounts:
-    """The pool's live (not terminating) server pods, by how far they got."""
-
-    total: int = 0
-    scheduled: int = 0
-    initialized: int = 0
-    ready: int = 0
-    warm: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,32 +61,11 @@ class StatusInputs:
     """The pool's server Deployment as the watch cache holds it (revision, Progressing)."""
     activator: bool = False
     """Whether an activator holds requests for pools at zero (the operator's setting)."""
-
-
-def live_pods(pods: Sequence[ObjView]) -> list[ObjView]:
-    """Pods that count: not terminating, not finished."""
-    return [
-        pod
-        for pod in pods
-        if not (pod.get("metadata") or {}).get("deletionTimestamp")
-        and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-    ]
-
-
-def is_warm(pod: ObjView, warmup_enabled: bool) -> bool:
-    """Warm: the readiness gate is open (or, without warm-up, the pod is Ready)."""
-    return condition_true(pod, WARM_CONDITION if warmup_enabled else "Ready")
-
-
-def count_pods(pods: Sequence[ObjView], warmup_enabled: bool) -> PodCounts:
-    live = live_pods(pods)
-    return PodCounts(
-        total=len(live),
-        scheduled=sum(condition_true(p, "PodScheduled") for p in live),
-        initialized=sum(condition_true(p, "Initialized") for p in live),
-        ready=sum(condition_true(p, "ContainersReady") for p in live),
-        warm=sum(is_warm(p, warmup_enabled) for p in live),
-    )
+    plan: RolloutPlan | None = None
+    """How the Deployment's revision rolls out (strategy Auto resolved); None: not decided
+    (a Degraded pool), the previous status's word stands."""
+    prepull: RolloutPrepull | None = None
+    """The pre-pull gate's record of a change of the weights (controller/prepull/gate.py)."""
 
 
 def phase_of(counts: PodCounts, desired: int, degraded: bool) -> Phase:
@@ -191,96 +156,12 @@ def scaling_status(
     )
 
 
-def pod_revision(pod: ObjView) -> str | None:
-    """The pod template revision a pod was created from."""
-    return ((pod.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
-
-
-def rollout_status(inputs: StatusInputs) -> RolloutStatus | None:
-    """status.rollout: the Deployment's template revision and its pods, by how far they got."""
-    template = ((inputs.deployment or {}).get("spec") or {}).get("template") or {}
-    revision = ((template.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
-    if not revision:
-        return None
-    live = live_pods(inputs.pods)
-    updated = [pod for pod in live if pod_revision(pod) == revision]
-    return RolloutStatus(
-        revision=str(revision),
-        updated_replicas=len(updated),
-        ready_replicas=sum(condition_true(p, "ContainersReady") for p in updated),
-        warm_replicas=sum(is_warm(p, inputs.warmup_enabled) for p in updated),
-        old_replicas=len(live) - len(updated),
-    )
-
-
-def deadline_exceeded(deployment: ObjView | None) -> str | None:
-    """The Deployment controller's message when the pool's Deployment made no progress within
-    its progressDeadlineSeconds (Progressing=False, ProgressDeadlineExceeded), else None."""
-    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
-        if (
-            condition.get("type") == "Progressing"
-            and condition.get("status") == "False"
-            and condition.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            return str(condition.get("message") or "progress deadline exceeded")
-    return None
-
-
-def progress_conditions(
+def desired_conditions(
     inputs: StatusInputs,
     counts: PodCounts,
     desired: int,
+    reason: str,
     rollout: RolloutStatus | None,
-    weights: ConditionValue,
-) -> dict[ConditionType, ConditionValue]:
-    """Reconciling, Stalled (kstatus: abnormal-true, never both True) and Progressing."""
-    rolling = rollout is not None and rollout.old_replicas > 0
-    stuck = deadline_exceeded(inputs.deployment)
-    if inputs.degraded:
-        stalled = ConditionValue("True", "InvalidSpec", inputs.degraded[:MAX_MESSAGE])
-    elif weights.reason == "PrefetchFailed":
-        stalled = ConditionValue("True", "PrefetchFailed", weights.message)
-    elif stuck is not None:
-        reason = "RolloutStalled" if rolling else "ProgressDeadlineExceeded"
-        stalled = ConditionValue("True", reason, stuck[:MAX_MESSAGE])
-    else:
-        stalled = ConditionValue("False", "Progressing", "")
-    if stalled.status == "True":
-        reconciling = ConditionValue("False", "Stalled", "the pool cannot progress: see Stalled")
-    elif rolling and rollout is not None:
-        reconciling = ConditionValue(
-            "True",
-            "RollingOut",
-            f"revision {rollout.revision}: {rollout.warm_replicas}/{desired} warm, "
-            f"{rollout.old_replicas} old replica(s) to leave",
-        )
-    elif counts.total < desired:
-        reconciling = ConditionValue("True", "ScalingUp", f"{counts.total}/{desired} replicas")
-    elif counts.total > desired:
-        reconciling = ConditionValue("True", "ScalingDown", f"{counts.total}/{desired} replicas")
-    elif counts.warm < desired:
-        reconciling = ConditionValue("True", "WarmingUp", f"{counts.warm}/{desired} warm")
-    else:
-        reconciling = ConditionValue("False", "Reconciled", f"{counts.warm}/{desired} warm")
-    if rollout is None:
-        progressing = ConditionValue("Unknown", "NoDeployment", "no server Deployment seen yet")
-    elif stalled.reason == "RolloutStalled":
-        progressing = ConditionValue("False", "RolloutStalled", stalled.message)
-    elif rolling:
-        progressing = ConditionValue("True", "RollingOut", reconciling.message)
-    else:
-        progressing = ConditionValue(
-            "True", "RolloutComplete", f"every replica runs revision {rollout.revision}"
-        )
-    return {
-        ConditionType.RECONCILING: reconciling,
-        ConditionType.STALLED: stalled,
-        ConditionType.PROGRESSING: progressing,
-    }
-
-
-def desired_conditions(
-    inputs: StatusInputs, counts: PodCounts, desired: int, reason: str
 ) -> dict[ConditionType, ConditionValue]:
     warm, degraded = counts.warm, inputs.degraded
     if warm >= 1:
@@ -323,8 +204,25 @@ def desired_conditions(
         ConditionType.SCALED_TO_ZERO: zero,
         ConditionType.METRICS_AVAILABLE: metrics_condition(inputs.scaling),
         ConditionType.DEGRADED: degraded_cond,
-        **progress_conditions(inputs, counts, desired, rollout_status(inputs), weights),
+        **progress_conditions(
+            inputs.deployment,
+            inputs.degraded,
+            counts,
+            desired,
+            rollout,
+            weights,
+            waiting_for_gpu(inputs.plan, rollout),
+            inputs.prepull,
+        ),
     }
+
+
+def waiting_for_gpu(plan: RolloutPlan | None, rollout: RolloutStatus | None) -> str:
+    """The plan's word that a surged replica waits for a GPU, when it is about this revision
+    (not about the one before a template applied in this sync)."""
+    if plan is None or rollout is None or plan.revision != rollout.revision:
+        return ""
+    return plan.waiting
 
 
 def merge_conditions(
@@ -369,9 +267,12 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
         scaling = previous.scaling
         scaler_state = previous.scaler_state
         reason = ""
+    rollout = rollout_status(inputs.deployment, inputs.pods, inputs.warmup_enabled)
+    if rollout is not None:
+        rollout = with_plan(rollout, inputs.plan, previous.rollout)
     conditions = merge_conditions(
         previous.conditions,
-        desired_conditions(inputs, counts, desired, reason),
+        desired_conditions(inputs, counts, desired, reason, rollout),
         now=inputs.now,
         generation=inputs.generation,
     )
@@ -386,7 +287,12 @@ def compute_status(inputs: StatusInputs) -> InferencePoolStatus:
         observed_generation=inputs.generation,
         conditions=conditions,
         last_cold_start=inputs.last_cold_start or previous.last_cold_start,
-        rollout=rollout_status(inputs) or previous.rollout,
+        rollout=rollout_with_prepull(
+            rollout or previous.rollout,
+            inputs.prepull,
+            previous=previous.rollout,
+            degraded=inputs.degraded is not None,
+        ),
         scaling=scaling,
         scaler_state=scaler_state,
     )

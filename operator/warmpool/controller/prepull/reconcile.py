@@ -4,6 +4,7 @@ The DaemonSet `<pool>-prepull` itself is a child the pool reconciler applies. He
 pods (their own watch) and pools (the shared watch cache) decide a pool's node labels:
 
     Ready pre-pull pods of the current fingerprint  ->  desired labels  (prepull/state.py, pure)
+    (and, while a roll-out waits for its pre-pull, of the weights the replicas keep)
     list nodes carrying the pool's label key         ->  observed labels
     finalizer first (when labels will exist), label patches, finalizer last (when none remain),
     status.cachedNodes when it differs.
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from warmpool.contract import Obj, PoolKey
 from warmpool.controller.kube.client import ApiError, KubeClient, ObjectRef, pool_ref
 from warmpool.controller.kube.watch import DELETED, WatchCache
+from warmpool.controller.prepull.gate import PrepullNodes
 from warmpool.controller.prepull.state import (
     FINALIZER,
     FinalizerChange,
@@ -37,6 +39,7 @@ from warmpool.controller.prepull.state import (
     observed_node_labels,
     parse_prepull_pod,
     pool_view,
+    prepull_nodes,
     prepull_pod_key,
 )
 
@@ -51,6 +54,9 @@ class PrepullReconciler:
 
     client: KubeClient
     cache: WatchCache
+    on_change: Callable[[PoolKey], None] = lambda key: None
+    """Called when a pool's verified nodes changed: the pool's sync may release a roll-out
+    held for its pre-pull (controller/prepull/gate.py)."""
     _pods: dict[PoolKey, dict[str, PrepullPod]] = field(default_factory=dict)
     _done: dict[PoolKey, Snapshot] = field(default_factory=dict)
     _locks: dict[PoolKey, asyncio.Lock] = field(default_factory=dict)
@@ -90,6 +96,10 @@ class PrepullReconciler:
         """Whether the pool's last reconcile failed (the refresh loop retries it)."""
         return key in self._failed
 
+    def nodes(self, key: PoolKey, fingerprint: str) -> PrepullNodes:
+        """The pool's pre-pull pods' view of `fingerprint` (verified and eligible nodes)."""
+        return prepull_nodes(self._pods.get(key, {}).values(), fingerprint)
+
     def cached_nodes(self, key: PoolKey) -> int:
         """status.cachedNodes for a pool, from what was last reconciled (0 when unknown)."""
         done = self._done.get(key)
@@ -121,7 +131,9 @@ class PrepullReconciler:
         if not view.valid and not view.deleting:
             # Degraded: leave the labels as they are, like every other child.
             return
-        desired = desired_node_labels(self._pods.get(key, {}).values(), view.fingerprint)
+        desired = desired_node_labels(
+            self._pods.get(key, {}).values(), view.fingerprint, view.held_fingerprint
+        )
         change = finalizer_change(view.has_finalizer, desired)
         count = cached_node_count(desired, view.fingerprint)
         has_finalizer_after = change == "add" or (change is None and view.has_finalizer)
@@ -169,6 +181,7 @@ class PrepullReconciler:
         if status_count is not None and (view.cached_nodes or 0) != status_count:
             await self._write_cached_nodes(key, status_count)
         self._done[key] = expected
+        self.on_change(key)
 
     async def _write_finalizers(self, key: PoolKey, body: Obj, change: FinalizerChange) -> None:
         meta = body.get("metadata") or {}

@@ -24,6 +24,7 @@ from warmpool.api.resource import InferencePool
 from warmpool.contract import GROUP, ObjView, PoolKey, pool_key
 from warmpool.controller.pool.coldstart import condition_true
 from warmpool.controller.pool.validate import validate_pool
+from warmpool.controller.prepull.gate import PrepullNodes
 from warmpool.render.labels import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
@@ -106,6 +107,10 @@ class PoolView:
     has_finalizer: bool
     cached_nodes: int | None
     """status.cachedNodes as the pool holds it (None when unset)."""
+    held_fingerprint: str | None = None
+    """While a roll-out of new weights is held for their pre-pull (status.rollout.prepull),
+    the weights the replicas keep: nodes still holding a verified copy of them keep their
+    label, so replicas started meanwhile (a scale-up) still find them."""
 
 
 def pool_view(body: ObjView) -> PoolView:
@@ -113,7 +118,9 @@ def pool_view(body: ObjView) -> PoolView:
     meta = body.get("metadata") or {}
     key = pool_key(body)
     deleting = meta.get("deletionTimestamp") is not None
-    cached = (body.get("status") or {}).get("cachedNodes")
+    status = body.get("status") or {}
+    cached = status.get("cachedNodes")
+    held = (status.get("rollout") or {}).get("prepull") or {}
     fingerprint: str | None = None
     # The same validation as the reconciler's, so both agree on what a Degraded pool is.
     pool = validate_pool(body)
@@ -128,22 +135,34 @@ def pool_view(body: ObjView) -> PoolView:
         deleting=deleting,
         has_finalizer=FINALIZER in (meta.get("finalizers") or []),
         cached_nodes=int(cached) if isinstance(cached, int) else None,
+        held_fingerprint=(
+            str(held.get("previousFingerprint") or "") or None
+            if fingerprint is not None and held.get("held") is True
+            else None
+        ),
     )
 
 
-def desired_node_labels(pods: Iterable[PrepullPod], fingerprint: str | None) -> dict[str, str]:
-    """Node -> label value: every node with a Ready pre-pull pod of the current fingerprint.
+def desired_node_labels(
+    pods: Iterable[PrepullPod], fingerprint: str | None, held: str | None = None
+) -> dict[str, str]:
+    """Node -> label value: every node with a Ready pre-pull pod of the current fingerprint;
+    while a roll-out is held for its pre-pull, also the nodes whose pod still holds the `held`
+    weights (the ones the Deployment's affinity asks for until the release).
 
-    Nodes whose pod is gone, not Ready yet, terminating, or holds an older fingerprint get no
-    label: the Deployment's preferred affinity matches the current fingerprint only.
+    Nodes whose pod is gone, not Ready yet, terminating, or holds another fingerprint get no
+    label: the Deployment's preferred affinity matches the fingerprint it serves only.
     """
     if fingerprint is None:
         return {}
-    return {
-        pod.node: fingerprint
-        for pod in pods
-        if pod.verified and pod.fingerprint == fingerprint and pod.node is not None
-    }
+    wanted = {fingerprint} if held is None else {fingerprint, held}
+    labels: dict[str, str] = {}
+    for pod in pods:
+        if not pod.verified or pod.fingerprint not in wanted or pod.node is None:
+            continue
+        if labels.get(pod.node) != fingerprint:  # the current weights win on a node
+            labels[pod.node] = str(pod.fingerprint)
+    return labels
 
 
 def observed_node_labels(nodes: Iterable[ObjView], label_key: str) -> dict[str, str]:
@@ -204,6 +223,16 @@ def finalizers_after(current: Sequence[str], change: FinalizerChange) -> list[st
     if change == "add" or (change is None and FINALIZER in current):
         items.append(FINALIZER)
     return items
+
+
+def prepull_nodes(pods: Iterable[PrepullPod], fingerprint: str) -> PrepullNodes:
+    """How many nodes hold a verified copy of `fingerprint`, of how many run a pre-pull pod of
+    the pool (any fingerprint, Ready or not; a terminating one too, until it is gone): what the
+    roll-out gate waits for (controller/prepull/gate.py)."""
+    pods = list(pods)
+    verified = desired_node_labels(pods, fingerprint)
+    eligible = {pod.node for pod in pods if pod.node is not None}
+    return PrepullNodes(verified=len(verified), eligible=len(eligible))
 
 
 def cached_node_count(labels: Mapping[str, str], fingerprint: str | None) -> int:
