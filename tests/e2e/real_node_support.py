@@ -106,6 +106,36 @@ def infer(
     return [float(x) for x in answer["outputs"][0]["data"]]
 
 
+def gpu_nodes(api: kubernetes.client.ApiClient, resource: str = "nvidia.com/gpu") -> dict[str, int]:
+    """Every node of the cluster that offers `resource`, with its allocatable count."""
+    offered = {}
+    for item in kubernetes.client.CoreV1Api(api).list_node().items:
+        count = int((item.status.allocatable or {}).get(resource, "0"))
+        if count:
+            offered[item.metadata.name] = count
+    return offered
+
+
+def gpu_holders(
+    api: kubernetes.client.ApiClient, node: str, resource: str = "nvidia.com/gpu"
+) -> list[str]:
+    """`namespace/name` of each pod bound to `node` that still holds `resource` (as the
+    scheduler counts: until the pod is gone or has finished, terminating or not)."""
+    pods = kubernetes.client.CoreV1Api(api).list_pod_for_all_namespaces(
+        field_selector=f"spec.nodeName={node}"
+    )
+    return [
+        f"{pod.metadata.namespace}/{pod.metadata.name}"
+        for pod in pods.items
+        if pod.status.phase not in ("Succeeded", "Failed")
+        and any(
+            resource in ((c.resources and c.resources.requests) or {})
+            or resource in ((c.resources and c.resources.limits) or {})
+            for c in [*pod.spec.containers, *(pod.spec.init_containers or [])]
+        )
+    ]
+
+
 # ---- one test's pools on the real node (test_real_node_pool.py and the modules reusing it) ----
 
 #: A pod's whole life on this loaded 2-core machine: prefetch, Triton start, warm-up.

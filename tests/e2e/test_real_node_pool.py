@@ -42,7 +42,7 @@ from real_node_support import (
     NodePools,
     infer,
     start_activator,
-    wait_for,  # noqa: F401  (test_real_node_image_pull.py imports it from this module)
+    wait_for,  # noqa: F401  (test_real_node_image_pull.py and _rollout.py import it from here)
     warm,
 )
 from test_warmup_gate import gate_policy  # noqa: F401  (module fixture: chart RBAC + policy)
