@@ -124,30 +124,47 @@ class OperatorProcess:
         self.process.stop(grace_seconds=15)
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl exited non-zero; unlike CalledProcessError its message carries kubectl's
+    stderr, so a failed setup step says why in the test report."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {(self.stderr or '').strip()}"
+
+
 def kubectl(
     cluster: LocalCluster, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """The real kubectl (built with the control plane) as the cluster's admin."""
-    return subprocess.run(
-        [str(find_binary("kubectl")), *args],
-        env=cluster.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=check,
+    command = [str(find_binary("kubectl")), *args]
+    done = subprocess.run(
+        command, env=cluster.env(), capture_output=True, text=True, timeout=60, check=False
     )
+    if check and done.returncode != 0:
+        raise KubectlError(done.returncode, command, done.stdout, done.stderr)
+    return done
 
 
 def install_crd(cluster: LocalCluster, workdir: Path) -> None:
-    """Apply the checked-in InferencePool CRD (server-side) and wait until it is Established."""
+    """Apply the checked-in InferencePool CRD (server-side) and wait until it is Established.
+
+    The wait reads the CRD's condition through the API rather than ``kubectl wait``, whose
+    own watch set-up could fail on a loaded machine without saying why."""
     kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    kubectl(
-        cluster,
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        f"crd/{PLURAL}.{GROUP}",
-    )
+    name = f"{PLURAL}.{GROUP}"
+    with cluster.client() as api:
+        extensions = kubernetes.client.ApiextensionsV1Api(api)
+
+        def established() -> bool:
+            crd = extensions.read_custom_resource_definition(name)
+            conditions = (crd.status.conditions if crd.status else None) or []
+            return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        def describe() -> str:
+            crd = extensions.read_custom_resource_definition(name)
+            return f"status: {api.sanitize_for_serialization(crd.status)}"
+
+        poll_until(established, what=f"crd/{name} Established", timeout=60, describe=describe)
 
 
 def as_dict(api: kubernetes.client.ApiClient, obj: Any) -> dict[str, Any]:
