@@ -37,8 +37,9 @@ from operator_support import (
     kubectl,
 )
 from test_operator import operator, operator_kubeconfig, pool_events  # noqa: F401  (fixtures)
+from test_status_tools import WORKING, Verdicts
 
-from support.health import TOOLS, find_harness, judge
+from support.health import find_harness
 from warmpool.api.spec import ModelSpec
 from warmpool.envtest import LocalCluster, poll_until
 from warmpool.render.labels import model_fingerprint, prepull_node_label_key
@@ -489,9 +490,13 @@ def test_new_weights_wait_for_their_prepull_then_roll_out(
         progressing = condition(pool, "Progressing") or {}
         assert progressing.get("reason") == "PrepullingRevision"
         assert f"verified on {record['verifiedNodes']}/2 node(s)" in progressing["message"]
-        # The GitOps tools' own code on the pool read from the apiserver: in progress.
-        verdicts = {tool: judge(find_harness(), tool, [pool])[0].status for tool in TOOLS}
-        assert verdicts == {"kstatus": "InProgress", "argocd": "Progressing", "flux": "InProgress"}
+        # The GitOps tools' own code on the pool read from the apiserver, and the real
+        # `kubectl wait` on the live object: in progress, and not Ready, since these KWOK
+        # replicas never open the warm gate (a warm r1 replica would make it Ready: the hold
+        # changes Progressing and Reconciling only).
+        verdicts = Verdicts(cluster, find_harness())
+        assert verdicts.judge("new weights held for their pre-pull", pool) == WORKING
+        verdicts.record("prepull")
         # While held, a node keeps the r1 label as long as its r1 pre-pull pod holds the copy
         # (replicas started meanwhile, with r1, still prefer it); r2 where that copy is.
         core: Any = kubernetes.client.CoreV1Api(k8s)
