@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from warmpool.api.resource import POOL_LABEL, POOL_NAME_PATTERN, InferencePool
+from warmpool.api.spec import ModelSpec
 from warmpool.render.common import Obj, RenderError
 from warmpool.render.config import RenderConfig
 from warmpool.render.deployment import build_deployment
@@ -78,6 +79,7 @@ def build_children(
     activator_endpoints: ActivatorEndpoints | None = None,
     warm_floor: int = 0,
     replace_revision: str | None = None,
+    kept_model: ModelSpec | None = None,
 ) -> list[Obj]:
     """The pool's children, in apply order: identity, routing, helpers, then the replicas.
 
@@ -85,9 +87,10 @@ def build_children(
     spec.cache.prepull, the headroom Deployment with spec.headroom.placeholders > 0, the
     activator EndpointSlice in `activator` mode, the PodDisruptionBudget while `warm_floor` (the
     effective floor now) is above 0; the server Deployment replaces in place while its template
-    is `replace_revision` (strategy Auto fell back for it). The operator deletes its children
-    that are no longer listed. Each object carries `warmpool.dev/spec-hash`, a hash of the rest
-    of it.
+    is `replace_revision` (strategy Auto fell back for it), and keeps the weights `kept_model`
+    while a new revision of them is pre-pulled (controller/prepull/gate.py; the pre-pull
+    DaemonSet fetches the spec's). The operator deletes its children that are no longer listed.
+    Each object carries `warmpool.dev/spec-hash`, a hash of the rest of it.
     """
     check_pool_name(pool.metadata.name)
     if replicas < 0:
@@ -110,8 +113,13 @@ def build_children(
     budget = build_pod_disruption_budget(pool, warm_floor=warm_floor)
     if budget is not None:
         children.append(budget)
+    served = pool
+    if kept_model is not None:
+        served = pool.model_copy(
+            update={"spec": pool.spec.model_copy(update={"model": kept_model})}
+        )
     children.append(
-        build_deployment(pool, config, replicas=replicas, replace_revision=replace_revision)
+        build_deployment(served, config, replicas=replicas, replace_revision=replace_revision)
     )
     for child in children:
         child["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = content_hash(child)

@@ -102,7 +102,8 @@ def test_a_new_fingerprint_is_held_while_no_node_holds_it() -> None:
     pool = pool_of("r2")
     hold = gate(pool)
     assert hold.held
-    assert hold.pool.spec.model.revision == "r1"  # the Deployment renders the served weights
+    assert hold.kept_model is not None
+    assert hold.kept_model.revision == "r1"  # the Deployment renders the served weights
     assert hold.record == RolloutPrepull(
         fingerprint=fp("r2"),
         previous_fingerprint=fp("r1"),
@@ -112,7 +113,7 @@ def test_a_new_fingerprint_is_held_while_no_node_holds_it() -> None:
         since=NOW,
     )
     assert hold.event is None
-    children = hold.with_new_prepull(build_children(hold.pool, CONFIG, replicas=2), CONFIG)
+    children = build_children(pool, CONFIG, replicas=2, kept_model=hold.kept_model)
     by_kind = {child["kind"]: child for child in children}
     # The DaemonSet pre-pulls the NEW weights; the Deployment keeps the old ones.
     daemonset = by_kind["DaemonSet"]["spec"]["template"]["metadata"]["annotations"]
@@ -125,7 +126,7 @@ def test_no_hold_without_prepull_a_served_model_or_a_change() -> None:
     pool = pool_of("r2")
     off = InferencePool.from_manifest(pool_body(prepull=False, revision="r2"))
     for hold in (gate(off), gate(pool, served=None), gate(pool, served="r2")):
-        assert not hold.held and hold.pool is hold.spec_pool and hold.record is None
+        assert not hold.held and hold.kept_model is None and hold.record is None
         assert hold.signature == "" and hold.event is None
     assert not gate(pool_of("r2", prepullTimeoutSeconds=0)).held  # 0: roll out at once
 
@@ -135,7 +136,7 @@ def test_enough_verified_nodes_release_the_roll_out() -> None:
     held = gate(pool, verified=1)
     assert held.held and held.record.verified_nodes == 1
     released = gate(pool, verified=2, previous=held.record, now=NOW + timedelta(seconds=30))
-    assert not released.held and released.pool is released.spec_pool
+    assert not released.held and released.kept_model is None
     assert released.record == held.record.model_copy(update={"held": False, "verified_nodes": 2})
     assert released.event is not None
     assert (released.event.type, released.event.reason) == ("Normal", PREPULLED)
@@ -170,7 +171,7 @@ def test_a_further_change_while_held_restarts_the_hold() -> None:
     moved = gate(pool_of("r3"), previous=first.record, now=NOW + timedelta(seconds=50))
     assert moved.held and moved.record.fingerprint == fp("r3")
     assert moved.record.since == NOW + timedelta(seconds=50)
-    assert moved.pool.spec.model.revision == "r1"
+    assert moved.kept_model is not None and moved.kept_model.revision == "r1"
     back = gate(pool_of("r1"), previous=moved.record)  # back to the served weights
     assert not back.held and back.record is None
 

@@ -214,15 +214,15 @@ class Reconciler:
             writes = 0  # same inputs as the last render, and every child still as applied
         else:
             children = build_children(
-                hold.pool,
+                pool,
                 self._render_config,
                 replicas=decision.desired,
                 service_mode=mode,
                 activator_endpoints=endpoints,
                 warm_floor=floor,
                 replace_revision=plan.replace_revision,
+                kept_model=hold.kept_model,
             )
-            children = hold.with_new_prepull(children, self._render_config)
             try:
                 writes = await self._apply_children(key, pool, children)
             except ChildRejected as error:

@@ -33,16 +33,10 @@ from pydantic import ValidationError
 from warmpool.api.resource import InferencePool
 from warmpool.api.spec import ModelSpec
 from warmpool.api.status import InferencePoolStatus, RolloutPrepull, RolloutStatus
-from warmpool.contract import Obj, ObjView, PoolKey
+from warmpool.contract import ObjView, PoolKey
 from warmpool.render.config import RenderConfig
 from warmpool.render.disruption import progress_deadline_seconds
-from warmpool.render.labels import (
-    MODEL_SPEC_ANNOTATION,
-    SPEC_HASH_ANNOTATION,
-    content_hash,
-    model_fingerprint,
-)
-from warmpool.render.prepull import build_prepull_daemonset, prepull_name
+from warmpool.render.labels import MODEL_SPEC_ANNOTATION, model_fingerprint
 
 #: Reason of Reconciling and Progressing while a new revision's weights are held back.
 PREPULLING = "PrepullingRevision"
@@ -84,11 +78,9 @@ class GateEvent:
 class Hold:
     """The gate's decision for one sync."""
 
-    pool: InferencePool
-    """What the children are rendered from: the spec's pool, with the previous weights while
-    held (then `with_new_prepull` puts the DaemonSet of the spec's weights back)."""
-    spec_pool: InferencePool
-    """The pool as its spec says."""
+    kept_model: ModelSpec | None
+    """While held, the weights the server Deployment keeps (`build_children(kept_model=...)`;
+    the pre-pull DaemonSet fetches the spec's meanwhile); None: the spec's weights."""
     record: RolloutPrepull | None
     """status.rollout.prepull."""
     event: GateEvent | None = None
@@ -104,19 +96,6 @@ class Hold:
         if self.record is None or not self.record.held:
             return ""
         return f":held:{self.record.previous_fingerprint}"
-
-    def with_new_prepull(self, children: list[Obj], config: RenderConfig) -> list[Obj]:
-        """`children` rendered from `pool`, with the pre-pull DaemonSet rendered from the spec:
-        it fetches the NEW weights ahead while the Deployment keeps the previous ones."""
-        if self.pool is self.spec_pool:
-            return children
-        daemonset = build_prepull_daemonset(self.spec_pool, config)
-        daemonset["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = content_hash(daemonset)
-        name = prepull_name(self.spec_pool)
-        return [
-            daemonset if c["kind"] == "DaemonSet" and c["metadata"]["name"] == name else c
-            for c in children
-        ]
 
 
 def served_model(deployment: ObjView | None) -> ModelSpec | None:
@@ -157,16 +136,16 @@ def decide(
     timeout = cache.prepull_timeout_seconds
     timeout = default_timeout if timeout is None else timeout
     if not cache.prepull or timeout == 0:
-        return Hold(pool, pool, None)
+        return Hold(None, None)
     fingerprint = model_fingerprint(pool.spec.model)
     kept = previous if previous is not None and previous.fingerprint == fingerprint else None
     if served is None or model_fingerprint(served) == fingerprint:
         # Nothing to hold: the Deployment already has (or gets) the spec's weights. The record
         # of this fingerprint's pre-pull stays, released.
         record = kept.model_copy(update={"held": False}) if kept is not None else None
-        return Hold(pool, pool, record)
+        return Hold(None, record)
     if kept is not None and not kept.held:
-        return Hold(pool, pool, kept)  # released earlier; its apply did not land yet
+        return Hold(None, kept)  # released earlier; its apply did not land yet
     since = kept.since if kept is not None else now
     needed = needed_nodes(replicas, nodes.eligible)
     record = RolloutPrepull(
@@ -185,7 +164,7 @@ def decide(
             else f"no node runs the pre-pull DaemonSet: rolling out new weights {fingerprint}"
         )
         released = record.model_copy(update={"held": False})
-        return Hold(pool, pool, released, GateEvent("Normal", PREPULLED, note))
+        return Hold(None, released, GateEvent("Normal", PREPULLED, note))
     waited = (now - since).total_seconds()
     if waited >= timeout:
         released = record.model_copy(update={"held": False, "timed_out": True})
@@ -194,9 +173,8 @@ def decide(
             f"({verified}): rolling out anyway; new replicas on nodes without the copy "
             "download it themselves"
         )
-        return Hold(pool, pool, released, GateEvent("Warning", TIMED_OUT, note))
-    spec = pool.spec.model_copy(update={"model": served})
-    return Hold(pool.model_copy(update={"spec": spec}), pool, record)
+        return Hold(None, released, GateEvent("Warning", TIMED_OUT, note))
+    return Hold(served, record)
 
 
 def prepull_hold(
@@ -212,7 +190,7 @@ def prepull_hold(
     Deployment, the record from the pool's status, the default timeout the progress deadline
     the Deployment is rendered with."""
     if not pool.spec.cache.prepull:
-        return Hold(pool, pool, None)  # the common case, on every sync: nothing to compute
+        return Hold(None, None)  # the common case, on every sync: nothing to compute
     key = PoolKey(pool.metadata.namespace, pool.metadata.name)
     return decide(
         pool,
