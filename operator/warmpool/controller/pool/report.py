@@ -32,12 +32,13 @@ class Reporter:
     async def drift(self, body: Obj, note: str) -> None:
         """A child was edited by hand and put back (Warning: someone's change was undone)."""
         await self._events.post(
-            body, type="Warning", reason="DriftReverted", action="Apply", note=note[:1024]
+            body, type="Warning", reason="DriftReverted", action="Apply", note=note
         )
 
     async def note(self, body: Obj, type_: EventType, reason: str, note: str) -> None:
-        """A one-off Event another module decided on (the pre-pull gate's release)."""
-        await self._events.post(body, type=type_, reason=reason, action="Rollout", note=note[:1024])
+        """A one-off Event another module decided on (the pre-pull gate's release). Notes are
+        cut to the API's 1 KiB by `build_event`, for every Event."""
+        await self._events.post(body, type=type_, reason=reason, action="RollOut", note=note)
 
     async def report(
         self,
@@ -84,7 +85,7 @@ class Reporter:
                 type="Warning",
                 reason="RolloutFallback",
                 action="RollOut",
-                note=f"revision {rollout.revision}: {rollout.fallback}"[:1024],
+                note=f"revision {rollout.revision}: {rollout.fallback}",
             )
         degraded = _condition_message(status, "Degraded")
         was_degraded = _condition_message(previous, "Degraded")
@@ -117,7 +118,7 @@ class Reporter:
                 note=(
                     f"traffic unreadable, replicas held at {status.desired_replicas}: "
                     f"{status.scaling.reason}"
-                )[:1024],
+                ),
             )
 
 
