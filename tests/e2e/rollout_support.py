@@ -3,7 +3,7 @@ nodes with one GPU each, pool manifests, and the reads and writes those tests re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -101,27 +101,33 @@ def open_gates(api: kubernetes.client.ApiClient, namespace: str, name: str) -> i
     return opened
 
 
+def rolled_out(pool: dict[str, Any], replicas: int) -> bool:
+    """Every replica of the current revision warm, none of an older one, nothing left to
+    reconcile."""
+    rollout = (pool.get("status") or {}).get("rollout") or {}
+    return (
+        observed(pool)
+        and rollout.get("warmReplicas") == replicas
+        and rollout.get("oldReplicas") == 0
+        and cond(pool, "Reconciling") == ("False", "Reconciled")
+    )
+
+
 def settled(api: kubernetes.client.ApiClient, namespace: str, name: str, replicas: int) -> Any:
-    """A `wait_pool` check: every replica of the current revision warm (gates opened here, as
-    the warm-up sidecar would), none of an older one, nothing left to reconcile."""
+    """A `wait_pool` check: `rolled_out`, the gates opened here as the warm-up sidecar would
+    (KWOK pods run none)."""
 
     def check(pool: dict[str, Any]) -> bool:
         open_gates(api, namespace, name)
-        rollout = (pool.get("status") or {}).get("rollout") or {}
-        return (
-            observed(pool)
-            and rollout.get("warmReplicas") == replicas
-            and rollout.get("oldReplicas") == 0
-            and cond(pool, "Reconciling") == ("False", "Reconciled")
-        )
+        return rolled_out(pool, replicas)
 
     return check
 
 
 class RolloutWatch:
     """A `wait_pool` check for a roll-out away from revision `away_from` to finish (`settled`
-    at `replicas`), noting on the way the fewest warm replicas and every Progressing reason
-    the pool showed."""
+    at `replicas`; `rolled_out` where a real warm-up sidecar opens the gates), noting on the
+    way the fewest warm replicas and every Progressing reason the pool showed."""
 
     def __init__(
         self,
@@ -130,8 +136,14 @@ class RolloutWatch:
         name: str,
         replicas: int,
         away_from: str,
+        *,
+        open_gates_here: bool = True,
     ) -> None:
-        self.settled = settled(api, namespace, name, replicas)
+        self.settled: Callable[[dict[str, Any]], bool] = (
+            settled(api, namespace, name, replicas)
+            if open_gates_here
+            else lambda pool: rolled_out(pool, replicas)
+        )
         self.away_from = away_from
         self.lowest_warm = replicas
         self.reasons: set[str] = set()

@@ -29,7 +29,7 @@ import kubernetes
 from operator_support import as_dict, condition, install_crd, pool_pods
 from pool_support import running_operator
 from real_node_support import REAL_NODE, REAL_NODE_GPUS, gpu_holders, gpu_nodes
-from rollout_support import RolloutWatch, cond, observed, patch_spec
+from rollout_support import RolloutWatch, cond, observed, patch_spec, rolled_out
 from test_operator import pool_events
 from test_real_node_pool import (  # noqa: F401  (fixtures: cluster, node, s3)
     POD_TIMEOUT,
@@ -57,33 +57,6 @@ POOL = "llama"
 SURGE_TIMEOUT = 10
 #: What the fallback may take off the warm replicas (spec.rollout.maxUnavailable's default).
 MAX_UNAVAILABLE = 1
-
-
-def settled_by_sidecar(replicas: int) -> Any:
-    """rollout_support.settled without opening gates (on the real node the warm-up sidecar
-    opens them): every replica of the current revision warm, none of an older one, nothing
-    left to reconcile."""
-
-    def check(pool: dict[str, Any]) -> bool:
-        rollout = (pool.get("status") or {}).get("rollout") or {}
-        return (
-            observed(pool)
-            and rollout.get("warmReplicas") == replicas
-            and rollout.get("oldReplicas") == 0
-            and cond(pool, "Reconciling") == ("False", "Reconciled")
-        )
-
-    return check
-
-
-class SidecarRolloutWatch(RolloutWatch):
-    """RolloutWatch whose end is `settled_by_sidecar`."""
-
-    def __init__(
-        self, api: kubernetes.client.ApiClient, namespace: str, replicas: int, away_from: str
-    ) -> None:
-        super().__init__(api, namespace, POOL, replicas, away_from)
-        self.settled = settled_by_sidecar(replicas)
 
 
 def kubelet_ready(api: kubernetes.client.ApiClient, namespace: str, name: str) -> bool:
@@ -137,7 +110,7 @@ def test_auto_replaces_in_place_on_the_real_node_when_no_gpu_is_free(
             namespace,
             POOL,
             f"{replicas} warm replicas",
-            settled_by_sidecar(replicas),
+            lambda pool: rolled_out(pool, replicas),
             operator,
         )
         old_revision = first["status"]["rollout"]["revision"]
@@ -146,7 +119,7 @@ def test_auto_replaces_in_place_on_the_real_node_when_no_gpu_is_free(
         assert verdicts.judge("real: ready", first) == HEALTHY
 
         # A new revision. Every check below also notes the warm replicas on the way.
-        watch = SidecarRolloutWatch(k8s, namespace, replicas, old_revision)
+        watch = RolloutWatch(k8s, namespace, POOL, replicas, old_revision, open_gates_here=False)
         patched = time.monotonic()
         patch_spec(k8s, namespace, POOL, {"server": {"env": [{"name": "ROLLOUT", "value": "2"}]}})
 
